@@ -1,0 +1,1 @@
+"""The kopf operator: WorkerPool and Monitor reconcilers, pure builders, scaling policy."""

@@ -1,0 +1,1 @@
+"""The worker runtime and the PostgreSQL queue contract."""
