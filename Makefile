@@ -1,0 +1,73 @@
+# Every developer task is a target here. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+K8S_VERSION ?= v1.36.3
+export K8S_VERSION
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+export WORKERFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv with an editable install
+
+.PHONY: k8s-bin
+k8s-bin: ## Build (or reuse the cached) etcd, kube-apiserver, controller-manager, scheduler and helm
+	@bash tests/cluster/build-k8s.sh >/dev/null
+
+.PHONY: setup
+setup: venv k8s-bin ## Everything needed to run the tests and the demo
+
+.PHONY: lint
+lint: venv ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: venv ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no I/O)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: setup ## Integration tests (real PostgreSQL, real kube-apiserver)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: setup ## End-to-end tests on the local cluster
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: test
+test: setup ## All tiers; bootstraps what it needs on a fresh machine
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+.PHONY: cluster-up
+cluster-up: setup ## Start the local cluster (idempotent) and print the KUBECONFIG to export
+	$(BIN)/python -m tests.cluster up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local cluster; no process is left behind
+	$(BIN)/python -m tests.cluster down
+
+.PHONY: cluster-status
+cluster-status: venv ## Show what the local cluster runs
+	$(BIN)/python -m tests.cluster status
