@@ -12,7 +12,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CACHE_ROOT="${WORKERFLEET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/workerfleet}"
 BIN_DIR="$CACHE_ROOT/k8s/$K8S_VERSION"
-K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler)
+K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 
 log() { printf '[k8s-bin] %s\n' "$*" >&2; }
 
