@@ -10,6 +10,7 @@ idempotent and `down` leaves no process behind.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import shutil
@@ -154,8 +155,7 @@ class LocalCluster:
         for name in reversed(COMPONENTS):
             self.process(name).stop()
         # Pod processes of an agent that died without cleaning up.
-        from tests.cluster import node_agent
-
+        node_agent = importlib.import_module("tests.cluster.node_agent")
         node_agent.kill_leftover_pod_processes(self.state_dir)
         self.postgres.stop()
 
