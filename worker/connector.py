@@ -1,0 +1,133 @@
+"""The connection pool: execute and fetch, nothing else.
+
+JSON columns (json and jsonb) are encoded and decoded here, once, so every
+layer above sees Python values. Failing to connect raises
+:class:`DatabaseUnavailable` with the DSN's password masked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+APPLICATION_NAME = "workerfleet"
+COMMAND_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+REDACTED = "***"
+
+# What asyncpg and the OS raise when the server cannot be reached or refuses us.
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+)
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database could not be reached; the message never contains the password."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL form and key=value form)."""
+    if "://" not in dsn:
+        return " ".join(
+            f"password={REDACTED}" if part.lower().startswith("password=") else part
+            for part in dsn.split()
+        )
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":" + REDACTED
+        netloc = f"{credentials}@{host}"
+    query = "&".join(
+        f"password={REDACTED}" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection outside the pool (LISTEN, migrations), with the same codecs."""
+    try:
+        connection = await asyncpg.connect(
+            dsn,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            command_timeout=COMMAND_TIMEOUT_SECONDS,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+    except CONNECT_ERRORS as error:
+        raise DatabaseUnavailable(_unavailable_message(dsn, error)) from error
+    await _init_connection(connection)
+    return connection
+
+
+def _unavailable_message(dsn: str, error: BaseException) -> str:
+    detail = str(error).replace(dsn, redact_dsn(dsn)) or type(error).__name__
+    return f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {detail}"
+
+
+class Connector:
+    """An asyncpg pool; use :meth:`open`, not the constructor."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        self.dsn = dsn
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, min_size: int = 1, max_size: int = 10) -> Connector:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                command_timeout=COMMAND_TIMEOUT_SECONDS,
+                server_settings={"application_name": APPLICATION_NAME},
+                init=_init_connection,
+            )
+        except CONNECT_ERRORS as error:
+            raise DatabaseUnavailable(_unavailable_message(dsn, error)) from error
+        return cls(dsn, pool)
+
+    @property
+    def safe_dsn(self) -> str:
+        return redact_dsn(self.dsn)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return str(await self.pool.execute(query, *args))
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self.pool.fetchval(query, *args)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> Connector:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,273 @@
+"""Rows of the queue as frozen dataclasses, and the validation of what callers send.
+
+Every dataclass that mirrors a query's row has ``from_row`` taking an asyncpg
+``Record`` (or any mapping with the same keys). Validation here is pure: it
+raises :class:`InvalidJobError` naming the field and the fix before anything
+reaches the database (the schema's CHECK constraints are the backstop).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Final, Literal, TypeVar
+
+QUEUE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+TASK_NAME_MAX_CHARS: Final = 200
+# PostgreSQL integer bounds: priority and max_attempts are int4 columns.
+INT4_MIN: Final = -(2**31)
+INT4_MAX: Final = 2**31 - 1
+DEFAULT_MAX_ATTEMPTS: Final = 5
+
+JOB_STATES: Final = ("pending", "running", "succeeded", "dead", "cancelled")
+FINISHED_STATES: Final = ("succeeded", "dead", "cancelled")
+WORKER_STATES: Final = ("online", "draining", "offline", "dead")
+
+JobState = Literal["pending", "running", "succeeded", "dead", "cancelled"]
+WorkerState = Literal["online", "draining", "offline", "dead"]
+Outcome = Literal["retried", "dead", "fenced"]
+
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+_Row = TypeVar("_Row")
+
+
+class InvalidJobError(ValueError):
+    """A job or query argument that cannot be valid; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def validate_queue_name(name: object, field: str = "queue") -> str:
+    """``name`` if it is a valid queue name, else InvalidJobError naming ``field``."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise InvalidJobError(
+            field,
+            f"invalid queue name {name!r}: use 1 to 63 characters of a-z, 0-9, '_', '.' "
+            "or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def validate_task_name(name: object, field: str = "task") -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= TASK_NAME_MAX_CHARS:
+        raise InvalidJobError(
+            field, f"invalid task name {name!r}: use 1 to {TASK_NAME_MAX_CHARS} characters"
+        )
+    return name
+
+
+def validate_job_state(state: object, field: str = "state") -> JobState:
+    if state not in JOB_STATES:
+        raise InvalidJobError(field, f"unknown job state {state!r}: use one of {JOB_STATES}")
+    return state
+
+
+def validate_worker_state(state: object, field: str = "state") -> WorkerState:
+    if state not in WORKER_STATES:
+        raise InvalidJobError(field, f"unknown worker state {state!r}: use one of {WORKER_STATES}")
+    return state
+
+
+def validate_seconds(value: object, field: str) -> float:
+    """A finite, non-negative number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJobError(field, f"expected a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidJobError(field, f"must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _validate_int(value: object, field: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobError(field, f"expected an integer, got {value!r}")
+    if not minimum <= value <= INT4_MAX:
+        raise InvalidJobError(field, f"must be between {minimum} and {INT4_MAX}, got {value}")
+    return value
+
+
+def _from_row(cls: type[_Row], row: Mapping[str, Any]) -> _Row:
+    return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """One job to enqueue; validated on construction.
+
+    ``run_at`` (timezone-aware) and ``delay_seconds`` are alternatives; with
+    neither the job is due now. ``max_attempts=None`` takes the database's
+    default (5). A ``unique_key`` already pending or running in the queue makes
+    enqueue return that job's id instead of creating another.
+    """
+
+    queue: str
+    task: str
+    payload: Any = None
+    priority: int = 0
+    run_at: datetime | None = None
+    delay_seconds: float | None = None
+    max_attempts: int | None = None
+    unique_key: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_queue_name(self.queue)
+        validate_task_name(self.task)
+        _validate_int(self.priority, "priority", INT4_MIN)
+        if self.max_attempts is not None:
+            _validate_int(self.max_attempts, "max_attempts", 1)
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise InvalidJobError("run_at", "give run_at or delay_seconds, not both")
+        if self.run_at is not None and (
+            not isinstance(self.run_at, datetime) or self.run_at.utcoffset() is None
+        ):
+            raise InvalidJobError(
+                "run_at", f"must be a timezone-aware datetime, got {self.run_at!r}"
+            )
+        if self.delay_seconds is not None:
+            validate_seconds(self.delay_seconds, "delay_seconds")
+        if self.unique_key is not None and (
+            not isinstance(self.unique_key, str) or not self.unique_key
+        ):
+            raise InvalidJobError(
+                "unique_key", f"must be a non-empty string or None, got {self.unique_key!r}"
+            )
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What fencing matches on: a claim of one job by one worker, at one attempt."""
+
+    id: int
+    worker_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A row of ``workerfleet.jobs``.
+
+    ``worker_id`` is the holder while running and, afterwards, the worker that
+    ran it last. ``payload`` and ``result`` are decoded JSON.
+    """
+
+    id: int
+    queue: str
+    task: str
+    payload: Any
+    priority: int
+    state: str
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    last_traceback: str | None
+    result: Any
+    unique_key: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        return _from_row(cls, row)
+
+    @property
+    def ref(self) -> JobRef:
+        if self.worker_id is None:
+            raise ValueError(f"job {self.id} has never been claimed, so it has no JobRef")
+        return JobRef(id=self.id, worker_id=self.worker_id, attempt=self.attempt)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Depth and throughput of one queue.
+
+    ``pending`` counts jobs due now; ``scheduled`` counts pending jobs whose
+    ``run_at`` is still in the future (the two are disjoint).
+    ``oldest_pending_seconds`` is how long the oldest due job has waited since
+    its ``run_at``; None when nothing is due.
+    """
+
+    queue: str
+    pending: int
+    scheduled: int
+    running: int
+    succeeded: int
+    dead: int
+    cancelled: int
+    oldest_pending_seconds: float | None
+    finished_last_minute: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> QueueStats:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Workers of one pool. ``online`` = ``busy`` + ``idle``; a worker silent past
+    the threshold counts as ``dead`` whatever its recorded state."""
+
+    pool: str
+    online: int
+    busy: int
+    idle: int
+    draining: int
+    dead: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerStats:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """A row of ``workerfleet.workers``."""
+
+    id: str
+    pool: str
+    queues: tuple[str, ...]
+    pod: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    state: str
+    current_jobs: int
+    jobs_succeeded: int
+    jobs_failed: int
+    version: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerRow:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["queues"] = tuple(values["queues"] or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RescueResult:
+    """Expired leases handled: ``rescued`` went back to pending, ``dead`` ran out of attempts."""
+
+    rescued: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    """Workers newly marked dead and what happened to their running jobs."""
+
+    workers: int
+    jobs_released: int
+    jobs_dead: int = 0
+    worker_ids: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+
+
+def sort_claimed(jobs: Sequence[Job]) -> list[Job]:
+    """Claim order (priority desc, then run_at, then id): RETURNING keeps no order."""
+    return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))

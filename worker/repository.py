@@ -1,0 +1,290 @@
+"""The queue's operations, one named query each (``sql/queries.sql``).
+
+Every change to a running job (heartbeat, complete, fail, release) is fenced:
+it matches the job's id, the holder's worker id, the attempt and state
+``running``. When nothing matches the job was taken away (rescued, reaped,
+cancelled) and the caller's outcome is dropped: ``False`` or ``"fenced"``.
+
+Additions to the agreed contract (all backwards compatible):
+- ``QueueStats.pending`` counts jobs due now and excludes ``scheduled``
+  (pending with ``run_at`` in the future); the two are disjoint.
+- ``enqueue(max_attempts=None)`` means the database default (5).
+- ``rescue_expired_leases`` and ``reap_dead_workers`` take an optional
+  ``retry_delay_seconds`` (default 0: due at once).
+- ``ReapResult`` also carries ``jobs_dead`` (out of attempts), ``worker_ids``
+  and ``pods`` (for restarting hung pods).
+- ``cancel`` also cancels a running job (its holder is then fenced out and
+  sees the job missing from its next heartbeat); ``retry_dead`` also
+  re-queues a cancelled job.
+- ``prune_workers(older_than_seconds)`` deletes offline/dead worker rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from workerfleet.worker import models
+from workerfleet.worker.connector import Connector
+from workerfleet.worker.models import (
+    EnqueueRequest,
+    Job,
+    JobRef,
+    Outcome,
+    QueueStats,
+    ReapResult,
+    RescueResult,
+    WorkerRow,
+    WorkerStats,
+)
+from workerfleet.worker.queries import QUERIES
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "EnqueueRequest",
+    "Outcome",
+    "ReapResult",
+    "Repository",
+    "RescueResult",
+]
+
+NOTIFY_CHANNEL = "workerfleet_jobs"
+PRUNE_BATCH_ROWS = 10_000
+
+
+class Repository:
+    """Queue operations over a :class:`Connector`; no SQL is built here."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    # -- workers -------------------------------------------------------------
+
+    async def register_worker(
+        self, worker_id: str, pool: str, queues: Sequence[str], pod: str | None, version: str | None
+    ) -> None:
+        for index, queue in enumerate(queues):
+            models.validate_queue_name(queue, f"queues[{index}]")
+        await self.connector.execute(
+            QUERIES["register_worker"], worker_id, pool, list(queues), pod, version
+        )
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        running: Sequence[JobRef],
+        lease_seconds: float,
+        current_jobs: int,
+        jobs_succeeded: int,
+        jobs_failed: int,
+    ) -> set[int]:
+        """Refresh the worker row and extend the leases still held; returns their ids."""
+        rows = await self.connector.fetch(
+            QUERIES["heartbeat"],
+            worker_id,
+            [ref.id for ref in running],
+            [ref.attempt for ref in running],
+            models.validate_seconds(lease_seconds, "lease_seconds"),
+            current_jobs,
+            jobs_succeeded,
+            jobs_failed,
+        )
+        return {row["id"] for row in rows}
+
+    async def set_worker_state(self, worker_id: str, state: str) -> None:
+        await self.connector.execute(
+            QUERIES["set_worker_state"], worker_id, models.validate_worker_state(state)
+        )
+
+    async def list_workers(self, pool: str | None = None) -> list[WorkerRow]:
+        rows = await self.connector.fetch(QUERIES["list_workers"], pool)
+        return [WorkerRow.from_row(row) for row in rows]
+
+    # -- the job life cycle --------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs of ``queues``, in claim order."""
+        if limit <= 0 or not queues:
+            return []
+        rows = await self.connector.fetch(
+            QUERIES["claim"],
+            worker_id,
+            list(queues),
+            limit,
+            models.validate_seconds(lease_seconds, "lease_seconds"),
+        )
+        return models.sort_claimed([Job.from_row(row) for row in rows])
+
+    async def complete(self, ref: JobRef, result: Any = None) -> bool:
+        """True if recorded; False when fenced (nothing changed)."""
+        row = await self.connector.fetchrow(
+            QUERIES["complete"], ref.id, ref.worker_id, ref.attempt, result
+        )
+        return row is not None
+
+    async def fail(
+        self, ref: JobRef, error: str, traceback: str | None, retry_delay_seconds: float
+    ) -> Outcome:
+        """``retried`` (pending again after the delay), ``dead`` or ``fenced``."""
+        row = await self.connector.fetchrow(
+            QUERIES["fail"],
+            ref.id,
+            ref.worker_id,
+            ref.attempt,
+            error,
+            traceback,
+            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        )
+        if row is None:
+            return "fenced"
+        return "retried" if row["state"] == "pending" else "dead"
+
+    async def release(self, ref: JobRef) -> bool:
+        """Back to pending without spending the attempt; False when fenced."""
+        row = await self.connector.fetchrow(QUERIES["release"], ref.id, ref.worker_id, ref.attempt)
+        return row is not None
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a pending or running job; False if it is in no such state (or missing)."""
+        return await self.connector.fetchrow(QUERIES["cancel"], job_id) is not None
+
+    async def retry_dead(self, job_id: int) -> bool:
+        """A dead (or cancelled) job back to pending with attempts reset; False if
+        it is not dead/cancelled or its unique key is live in another job."""
+        return await self.connector.fetchrow(QUERIES["retry_dead"], job_id) is not None
+
+    # -- enqueue -------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        delay_seconds: float | None = None,
+        max_attempts: int | None = None,
+        unique_key: str | None = None,
+    ) -> int:
+        """The new job's id, or the live job's id when ``unique_key`` is taken."""
+        request = EnqueueRequest(
+            queue, task, payload, priority, run_at, delay_seconds, max_attempts, unique_key
+        )
+        return int(
+            await self.connector.fetchval(
+                QUERIES["enqueue"],
+                request.queue,
+                request.task,
+                request.payload,
+                request.priority,
+                request.run_at,
+                request.max_attempts,
+                request.unique_key,
+                request.delay_seconds,
+            )
+        )
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
+        """Ids in the order of ``requests``, in one statement (and transaction)."""
+        if not requests:
+            return []
+        rows = await self.connector.fetch(
+            QUERIES["enqueue_many"],
+            [r.queue for r in requests],
+            [r.task for r in requests],
+            [r.payload for r in requests],
+            [r.priority for r in requests],
+            [r.run_at for r in requests],
+            [r.max_attempts for r in requests],
+            [r.unique_key for r in requests],
+            [r.delay_seconds for r in requests],
+        )
+        return [int(row["id"]) for row in rows]
+
+    # -- reading -------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        row = await self.connector.fetchrow(QUERIES["get_job"], job_id)
+        return None if row is None else Job.from_row(row)
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        if queue is not None:
+            models.validate_queue_name(queue)
+        if state is not None:
+            models.validate_job_state(state)
+        rows = await self.connector.fetch(QUERIES["list_jobs"], queue, state, task, limit)
+        return [Job.from_row(row) for row in rows]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        rows = await self.connector.fetch(QUERIES["queue_stats"])
+        return [QueueStats.from_row(row) for row in rows]
+
+    async def worker_stats(self, dead_after_seconds: float) -> list[WorkerStats]:
+        rows = await self.connector.fetch(
+            QUERIES["worker_stats"],
+            models.validate_seconds(dead_after_seconds, "dead_after_seconds"),
+        )
+        return [WorkerStats.from_row(row) for row in rows]
+
+    # -- recovery and retention ------------------------------------------------
+
+    async def rescue_expired_leases(self, retry_delay_seconds: float = 0.0) -> RescueResult:
+        row = await self.connector.fetchrow(
+            QUERIES["rescue_expired_leases"],
+            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        )
+        assert row is not None  # an aggregate always returns one row
+        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+
+    async def reap_dead_workers(
+        self, older_than_seconds: float, retry_delay_seconds: float = 0.0
+    ) -> ReapResult:
+        row = await self.connector.fetchrow(
+            QUERIES["reap_dead_workers"],
+            models.validate_seconds(older_than_seconds, "older_than_seconds"),
+            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        )
+        assert row is not None  # scalar subqueries always return one row
+        return ReapResult(
+            workers=len(row["worker_ids"]),
+            jobs_released=row["jobs_released"],
+            jobs_dead=row["jobs_dead"],
+            worker_ids=tuple(row["worker_ids"]),
+            pods=tuple(row["pods"]),
+        )
+
+    async def prune_finished(
+        self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES
+    ) -> int:
+        """Delete finished jobs older than the age, in batches; returns how many."""
+        for index, state in enumerate(states):
+            if state not in models.FINISHED_STATES:
+                raise models.InvalidJobError(
+                    f"states[{index}]",
+                    f"{state!r} is not a finished state: use {models.FINISHED_STATES}",
+                )
+        age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        total = 0
+        while True:
+            deleted = int(
+                await self.connector.fetchval(
+                    QUERIES["prune_finished"], age, list(states), PRUNE_BATCH_ROWS
+                )
+            )
+            total += deleted
+            if deleted < PRUNE_BATCH_ROWS:
+                return total
+
+    async def prune_workers(self, older_than_seconds: float) -> int:
+        age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        return int(await self.connector.fetchval(QUERIES["prune_workers"], age))

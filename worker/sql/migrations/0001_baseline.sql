@@ -1,0 +1,133 @@
+-- 0001 baseline: the jobs and workers tables, the enqueue function.
+-- Applied by workerfleet.worker.migrations under an advisory lock, once.
+
+CREATE SCHEMA IF NOT EXISTS workerfleet;
+
+CREATE TABLE IF NOT EXISTS workerfleet.schema_migrations (
+    version text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE workerfleet.jobs (
+    id bigserial PRIMARY KEY,
+    queue text NOT NULL
+        CONSTRAINT jobs_queue_name_valid CHECK (queue ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
+    task text NOT NULL
+        CONSTRAINT jobs_task_valid CHECK (length(task) BETWEEN 1 AND 200),
+    payload jsonb,
+    priority integer NOT NULL DEFAULT 0,
+    state text NOT NULL DEFAULT 'pending'
+        CONSTRAINT jobs_state_valid
+        CHECK (state IN ('pending', 'running', 'succeeded', 'dead', 'cancelled')),
+    attempt integer NOT NULL DEFAULT 0 CONSTRAINT jobs_attempt_valid CHECK (attempt >= 0),
+    max_attempts integer NOT NULL DEFAULT 5
+        CONSTRAINT jobs_max_attempts_valid CHECK (max_attempts >= 1),
+    run_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    worker_id text,
+    lease_expires_at timestamptz,
+    last_error text,
+    last_traceback text,
+    result jsonb,
+    unique_key text,
+    -- A running job always has a holder and a lease: fencing and recovery rely on it.
+    CONSTRAINT jobs_running_is_leased
+        CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL))
+);
+
+-- Claimable rows only, in claim order: the claim reads the head of this index.
+CREATE INDEX jobs_claimable_idx ON workerfleet.jobs (queue, priority DESC, run_at, id)
+    WHERE state = 'pending';
+
+-- Oldest pending age and the scheduled (future run_at) count, per queue.
+CREATE INDEX jobs_pending_run_at_idx ON workerfleet.jobs (queue, run_at)
+    WHERE state = 'pending';
+
+-- Running jobs by holder: reaping a dead worker, and the lease scan (few rows).
+CREATE INDEX jobs_running_worker_idx ON workerfleet.jobs (worker_id)
+    WHERE state = 'running';
+
+-- Retention and "finished in the last minute".
+CREATE INDEX jobs_finished_at_idx ON workerfleet.jobs (finished_at)
+    WHERE state IN ('succeeded', 'dead', 'cancelled');
+
+-- A unique key names at most one live (pending or running) job per queue.
+CREATE UNIQUE INDEX jobs_unique_key_idx ON workerfleet.jobs (queue, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
+
+CREATE TABLE workerfleet.workers (
+    id text PRIMARY KEY,
+    pool text NOT NULL,
+    queues text[] NOT NULL DEFAULT '{}',
+    pod text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    state text NOT NULL DEFAULT 'online'
+        CONSTRAINT workers_state_valid CHECK (state IN ('online', 'draining', 'offline', 'dead')),
+    current_jobs integer NOT NULL DEFAULT 0,
+    jobs_succeeded bigint NOT NULL DEFAULT 0,
+    jobs_failed bigint NOT NULL DEFAULT 0,
+    version text
+);
+
+CREATE INDEX workers_pool_idx ON workerfleet.workers (pool);
+
+-- Any language can enqueue: SELECT workerfleet.enqueue('emails', 'send', '{"to": "a@b"}');
+-- NULL for an optional argument means its default. Returns the job id; with a
+-- unique_key that is already pending or running, the id of that job instead.
+CREATE FUNCTION workerfleet.enqueue(
+    queue text,
+    task text,
+    payload jsonb DEFAULT NULL,
+    priority integer DEFAULT 0,
+    run_at timestamptz DEFAULT NULL,
+    max_attempts integer DEFAULT 5,
+    unique_key text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    job_id bigint;
+    effective_run_at timestamptz := coalesce(enqueue.run_at, now());
+BEGIN
+    IF enqueue.queue IS NULL OR enqueue.queue !~ '^[a-z0-9][a-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid queue name %: queue must match ^[a-z0-9][a-z0-9_.-]{0,62}$',
+            coalesce(quote_literal(enqueue.queue), 'NULL')
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF enqueue.task IS NULL OR length(enqueue.task) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'invalid task name %: task must be 1 to 200 characters',
+            coalesce(quote_literal(enqueue.task), 'NULL')
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- A concurrent holder of the key may finish between our insert and our
+    -- look-up; then the key is free again and the next round inserts.
+    LOOP
+        INSERT INTO workerfleet.jobs AS j
+            (queue, task, payload, priority, run_at, max_attempts, unique_key)
+        VALUES (
+            enqueue.queue, enqueue.task, enqueue.payload, coalesce(enqueue.priority, 0),
+            effective_run_at, coalesce(enqueue.max_attempts, 5), enqueue.unique_key
+        )
+        ON CONFLICT (queue, unique_key)
+            WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+            DO NOTHING
+        RETURNING j.id INTO job_id;
+        IF job_id IS NOT NULL THEN
+            IF effective_run_at <= now() THEN
+                PERFORM pg_notify('workerfleet_jobs', enqueue.queue);
+            END IF;
+            RETURN job_id;
+        END IF;
+        SELECT j.id INTO job_id FROM workerfleet.jobs AS j
+        WHERE j.queue = enqueue.queue AND j.unique_key = enqueue.unique_key
+            AND j.state IN ('pending', 'running');
+        IF job_id IS NOT NULL THEN
+            RETURN job_id;
+        END IF;
+    END LOOP;
+END;
+$$;

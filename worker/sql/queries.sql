@@ -1,0 +1,336 @@
+-- Every statement the queue runs, one named block each. A block starts with
+-- `-- name --`, then a one-line description listing the parameters in order,
+-- then the SQL. workerfleet.worker.queries splits this file once at import.
+
+-- migrations_bootstrap --
+-- Create the schema and the version table if missing; no parameters.
+CREATE SCHEMA IF NOT EXISTS workerfleet;
+CREATE TABLE IF NOT EXISTS workerfleet.schema_migrations (
+    version text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- migrations_lock --
+-- Hold the migration lock until the transaction ends: $1 lock key (bigint).
+SELECT pg_advisory_xact_lock($1::bigint);
+
+-- migrations_applied --
+-- The versions already applied; no parameters.
+SELECT version FROM workerfleet.schema_migrations ORDER BY version;
+
+-- migrations_record --
+-- Record one applied version: $1 version.
+INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
+
+-- enqueue --
+-- One job: $1 queue, $2 task, $3 payload, $4 priority, $5 run_at, $6 max_attempts, $7 unique_key, $8 delay_seconds (NULL = default); returns id.
+SELECT workerfleet.enqueue(
+    $1::text, $2::text, $3::jsonb, $4::integer,
+    coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
+    $6::integer, $7::text
+) AS id;
+
+-- enqueue_many --
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads, $4 priorities, $5 run_ats, $6 max_attempts, $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
+SELECT workerfleet.enqueue(
+    r.queue, r.task, r.payload, r.priority,
+    coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
+    r.max_attempts, r.unique_key
+) AS id
+FROM unnest(
+    $1::text[], $2::text[], $3::jsonb[], $4::integer[], $5::timestamptz[],
+    $6::integer[], $7::text[], $8::float8[]
+) WITH ORDINALITY AS r(
+    queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds, ord
+)
+ORDER BY r.ord;
+
+-- claim --
+-- Lease up to $3 claimable jobs, highest priority first: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds; returns the claimed rows.
+WITH candidates AS (
+    SELECT c.id
+    FROM unnest($2::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at
+        FROM workerfleet.jobs AS j
+        WHERE j.state = 'pending' AND j.queue = q.queue AND j.run_at <= now()
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT $3
+)
+UPDATE workerfleet.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    worker_id = $1,
+    started_at = now(),
+    lease_expires_at = now() + make_interval(secs => $4::float8)
+FROM candidates
+WHERE j.id = candidates.id
+RETURNING j.*;
+
+-- heartbeat --
+-- Refresh the worker row and extend the leases it still holds: $1 worker_id, $2 job ids (bigint[]), $3 attempts (int[]), $4 lease_seconds, $5 current_jobs, $6 jobs_succeeded, $7 jobs_failed; returns the ids still held.
+WITH worker AS (
+    UPDATE workerfleet.workers
+    SET heartbeat_at = now(),
+        current_jobs = $5,
+        jobs_succeeded = $6,
+        jobs_failed = $7,
+        -- A heartbeat proves a worker judged dead is alive after all.
+        state = CASE WHEN state = 'dead' THEN 'online' ELSE state END
+    WHERE id = $1
+    RETURNING id
+)
+UPDATE workerfleet.jobs AS j
+SET lease_expires_at = now() + make_interval(secs => $4::float8)
+FROM unnest($2::bigint[], $3::integer[]) AS held(id, attempt)
+WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $1
+    AND j.state = 'running'
+RETURNING j.id;
+
+-- complete --
+-- Record success if the caller still holds the job: $1 id, $2 worker_id, $3 attempt, $4 result; returns the id, or no row when fenced.
+UPDATE workerfleet.jobs
+SET state = 'succeeded', finished_at = now(), result = $4::jsonb, lease_expires_at = NULL
+WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
+RETURNING id;
+
+-- fail --
+-- Record a failure if the caller still holds the job: $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback, $6 retry_delay_seconds; returns the new state (pending or dead), or no row when fenced.
+WITH failed AS (
+    UPDATE workerfleet.jobs
+    SET state = CASE WHEN attempt < max_attempts THEN 'pending' ELSE 'dead' END,
+        run_at = CASE WHEN attempt < max_attempts
+            THEN now() + make_interval(secs => $6::float8) ELSE run_at END,
+        finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE now() END,
+        lease_expires_at = NULL,
+        last_error = $4,
+        last_traceback = $5
+    WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
+    RETURNING state, queue, run_at
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', queue) FROM failed
+    WHERE state = 'pending' AND run_at <= now()
+)
+SELECT state, (SELECT count(*) FROM woken) AS notified FROM failed;
+
+-- release --
+-- Give a held job back without counting the attempt (shutdown): $1 id, $2 worker_id, $3 attempt; returns the id, or no row when fenced.
+WITH released AS (
+    UPDATE workerfleet.jobs
+    SET state = 'pending', attempt = attempt - 1, lease_expires_at = NULL
+    WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
+    RETURNING id, queue
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', queue) FROM released
+)
+SELECT id, (SELECT count(*) FROM woken) AS notified FROM released;
+
+-- register_worker --
+-- Insert or revive a worker row, online with a fresh heartbeat: $1 id, $2 pool, $3 queues (text[]), $4 pod, $5 version.
+INSERT INTO workerfleet.workers (id, pool, queues, pod, version, state, started_at, heartbeat_at)
+VALUES ($1, $2, $3::text[], $4, $5, 'online', now(), now())
+ON CONFLICT (id) DO UPDATE
+SET pool = excluded.pool, queues = excluded.queues, pod = excluded.pod,
+    version = excluded.version, state = 'online', heartbeat_at = now();
+
+-- set_worker_state --
+-- Move a worker to a state: $1 id, $2 state (online, draining, offline, dead).
+UPDATE workerfleet.workers
+SET state = $2,
+    heartbeat_at = now(),
+    current_jobs = CASE WHEN $2 IN ('offline', 'dead') THEN 0 ELSE current_jobs END
+WHERE id = $1;
+
+-- rescue_expired_leases --
+-- Running jobs whose lease expired go back to pending (the lost run counts as an attempt) or to dead when out of attempts: $1 retry_delay_seconds; returns rescued and dead counts.
+WITH expired AS (
+    SELECT id FROM workerfleet.jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    UPDATE workerfleet.jobs AS j
+    SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
+        run_at = CASE WHEN j.attempt < j.max_attempts
+            THEN now() + make_interval(secs => $1::float8) ELSE j.run_at END,
+        finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        last_error = format('lease expired on worker %s at %s (attempt %s of %s)',
+            j.worker_id, j.lease_expires_at, j.attempt, j.max_attempts),
+        last_traceback = NULL,
+        lease_expires_at = NULL
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.state, j.queue, j.run_at
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM moved WHERE state = 'pending' AND run_at <= now()) AS q
+)
+SELECT count(*) FILTER (WHERE state = 'pending') AS rescued,
+       count(*) FILTER (WHERE state = 'dead') AS dead,
+       (SELECT count(*) FROM woken) AS notified
+FROM moved;
+
+-- reap_dead_workers --
+-- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once (the lost run counts as an attempt): $1 older_than_seconds, $2 retry_delay_seconds; returns worker ids, pods and job counts.
+WITH dead_workers AS (
+    UPDATE workerfleet.workers
+    SET state = 'dead', current_jobs = 0
+    WHERE state IN ('online', 'draining')
+        AND heartbeat_at < now() - make_interval(secs => $1::float8)
+    RETURNING id, pod, heartbeat_at
+), released AS (
+    UPDATE workerfleet.jobs AS j
+    SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
+        run_at = CASE WHEN j.attempt < j.max_attempts
+            THEN now() + make_interval(secs => $2::float8) ELSE j.run_at END,
+        finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        last_error = format('worker %s stopped heartbeating (last heartbeat %s); '
+            'job released (attempt %s of %s)',
+            j.worker_id, w.heartbeat_at, j.attempt, j.max_attempts),
+        last_traceback = NULL,
+        lease_expires_at = NULL
+    FROM dead_workers AS w
+    WHERE j.state = 'running' AND j.worker_id = w.id
+    RETURNING j.state, j.queue, j.run_at
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM released WHERE state = 'pending' AND run_at <= now()) AS q
+)
+SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM dead_workers) AS worker_ids,
+       (SELECT coalesce(array_agg(pod ORDER BY pod) FILTER (WHERE pod IS NOT NULL), '{}')
+        FROM dead_workers) AS pods,
+       (SELECT count(*) FROM released WHERE state = 'pending') AS jobs_released,
+       (SELECT count(*) FROM released WHERE state = 'dead') AS jobs_dead,
+       (SELECT count(*) FROM woken) AS notified;
+
+-- cancel --
+-- Cancel a pending or running job (a running one's holder is fenced out): $1 id; returns the id, or no row when not cancellable.
+UPDATE workerfleet.jobs
+SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL
+WHERE id = $1 AND state IN ('pending', 'running')
+RETURNING id;
+
+-- retry_dead --
+-- Put a dead or cancelled job back to pending with its attempts reset, unless its unique key is live again: $1 id; returns the id, or no row.
+WITH retried AS (
+    UPDATE workerfleet.jobs AS j
+    SET state = 'pending', attempt = 0, run_at = now(), finished_at = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = $1 AND j.state IN ('dead', 'cancelled')
+        AND (j.unique_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM workerfleet.jobs AS live
+            WHERE live.queue = j.queue AND live.unique_key = j.unique_key
+                AND live.state IN ('pending', 'running')))
+    RETURNING j.id, j.queue
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', queue) FROM retried
+)
+SELECT id, (SELECT count(*) FROM woken) AS notified FROM retried;
+
+-- prune_finished --
+-- Delete up to $3 finished jobs in states $2 (text[]) finished more than $1 seconds ago: $1 older_than_seconds, $2 states, $3 batch_limit; returns the count deleted.
+WITH doomed AS (
+    SELECT id FROM workerfleet.jobs
+    WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY($2::text[])
+        AND finished_at < now() - make_interval(secs => $1::float8)
+    ORDER BY finished_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM workerfleet.jobs AS j USING doomed WHERE j.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- prune_workers --
+-- Delete offline and dead worker rows silent for more than $1 seconds: $1 older_than_seconds; returns the count deleted.
+WITH deleted AS (
+    DELETE FROM workerfleet.workers
+    WHERE state IN ('offline', 'dead')
+        AND heartbeat_at < now() - make_interval(secs => $1::float8)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- queue_stats --
+-- Depth and throughput per queue from the counters plus three index probes; no parameters. pending excludes scheduled (run_at in the future); oldest_pending_seconds is measured from run_at.
+WITH per_state AS (
+    SELECT queue, state, sum(n)::bigint AS n
+    FROM workerfleet.job_counts
+    GROUP BY queue, state
+), counts AS (
+    SELECT queue,
+        coalesce(sum(n) FILTER (WHERE state = 'pending'), 0)::bigint AS pending_all,
+        coalesce(sum(n) FILTER (WHERE state = 'running'), 0)::bigint AS running,
+        coalesce(sum(n) FILTER (WHERE state = 'succeeded'), 0)::bigint AS succeeded,
+        coalesce(sum(n) FILTER (WHERE state = 'dead'), 0)::bigint AS dead,
+        coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0)::bigint AS cancelled
+    FROM per_state
+    GROUP BY queue
+    HAVING bool_or(n <> 0)
+), finished AS (
+    SELECT queue, count(*) AS n
+    FROM workerfleet.jobs
+    WHERE state IN ('succeeded', 'dead', 'cancelled')
+        AND finished_at > now() - interval '1 minute'
+    GROUP BY queue
+)
+SELECT c.queue,
+    c.pending_all - s.scheduled AS pending,
+    s.scheduled,
+    c.running,
+    c.succeeded,
+    c.dead,
+    c.cancelled,
+    extract(epoch FROM now() - o.oldest_run_at)::float8 AS oldest_pending_seconds,
+    coalesce(f.n, 0) AS finished_last_minute
+FROM counts AS c
+CROSS JOIN LATERAL (
+    SELECT count(*) AS scheduled FROM workerfleet.jobs AS j
+    WHERE j.state = 'pending' AND j.queue = c.queue AND j.run_at > now()
+) AS s
+CROSS JOIN LATERAL (
+    SELECT min(j.run_at) AS oldest_run_at FROM workerfleet.jobs AS j
+    WHERE j.state = 'pending' AND j.queue = c.queue AND j.run_at <= now()
+) AS o
+LEFT JOIN finished AS f ON f.queue = c.queue
+ORDER BY c.queue;
+
+-- worker_stats --
+-- Worker counts per pool; a worker silent for $1 seconds counts as dead: $1 dead_after_seconds.
+WITH w AS (
+    SELECT pool, state, current_jobs,
+        heartbeat_at >= now() - make_interval(secs => $1::float8) AS fresh
+    FROM workerfleet.workers
+    WHERE state <> 'offline'
+)
+SELECT pool,
+    count(*) FILTER (WHERE state = 'online' AND fresh) AS online,
+    count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs > 0) AS busy,
+    count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs = 0) AS idle,
+    count(*) FILTER (WHERE state = 'draining' AND fresh) AS draining,
+    count(*) FILTER (WHERE state = 'dead' OR NOT fresh) AS dead
+FROM w
+GROUP BY pool
+ORDER BY pool;
+
+-- get_job --
+-- One job by id: $1 id.
+SELECT * FROM workerfleet.jobs WHERE id = $1;
+
+-- list_jobs --
+-- Newest jobs first, each filter NULL for any: $1 queue, $2 state, $3 task, $4 limit.
+SELECT * FROM workerfleet.jobs
+WHERE ($1::text IS NULL OR queue = $1)
+    AND ($2::text IS NULL OR state = $2)
+    AND ($3::text IS NULL OR task = $3)
+ORDER BY id DESC
+LIMIT $4;
+
+-- list_workers --
+-- Worker rows, optionally of one pool: $1 pool or NULL.
+SELECT * FROM workerfleet.workers
+WHERE ($1::text IS NULL OR pool = $1)
+ORDER BY pool, started_at, id;
