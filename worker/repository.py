@@ -21,6 +21,7 @@ Additions to the agreed contract (all backwards compatible):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -196,7 +197,7 @@ class Repository:
             QUERIES["enqueue_many"],
             [r.queue for r in requests],
             [r.task for r in requests],
-            [r.payload for r in requests],
+            [None if r.payload is None else json.dumps(r.payload) for r in requests],
             [r.priority for r in requests],
             [r.run_at for r in requests],
             [r.max_attempts for r in requests],

@@ -31,14 +31,14 @@ SELECT workerfleet.enqueue(
 ) AS id;
 
 -- enqueue_many --
--- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads, $4 priorities, $5 run_ats, $6 max_attempts, $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts, $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
 SELECT workerfleet.enqueue(
-    r.queue, r.task, r.payload, r.priority,
+    r.queue, r.task, r.payload::jsonb, r.priority,
     coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
     r.max_attempts, r.unique_key
 ) AS id
 FROM unnest(
-    $1::text[], $2::text[], $3::jsonb[], $4::integer[], $5::timestamptz[],
+    $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
     $6::integer[], $7::text[], $8::float8[]
 ) WITH ORDINALITY AS r(
     queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds, ord
@@ -334,3 +334,11 @@ LIMIT $4;
 SELECT * FROM workerfleet.workers
 WHERE ($1::text IS NULL OR pool = $1)
 ORDER BY pool, started_at, id;
+
+-- enqueue_on_connection --
+-- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts, $7 unique_key, $8 delay_seconds; returns id.
+SELECT workerfleet.enqueue(
+    $1::text, $2::text, $3::text::jsonb, $4::integer,
+    coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
+    $6::integer, $7::text
+) AS id;
