@@ -261,7 +261,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
     source = dict(os.environ if environ is None else environ)
     token = _ENVIRON.set(source)
     try:
-        return WorkerSettings()  # type: ignore[call-arg]
+        return WorkerSettings()
     except pydantic.ValidationError as exc:
         problems = [_describe(error, source) for error in exc.errors()]
         raise ConfigError("; ".join(problems)) from None

@@ -16,7 +16,9 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from workerfleet.worker.models import QueueStats
 
 Phase = Literal["starting", "running", "draining", "stopped"]
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -31,16 +33,7 @@ QUEUE_STATES = ("pending", "scheduled", "running", "succeeded", "dead", "cancell
 BYTES_PER_MIB = 1024 * 1024
 
 
-class QueueStatsLike(Protocol):
-    queue: str
-    pending: int
-    scheduled: int
-    running: int
-    succeeded: int
-    dead: int
-    cancelled: int
-    oldest_pending_seconds: float | None
-    finished_last_minute: int
+JobKey = tuple[int, int]  # (job id, attempt): the same job may come back to us later
 
 
 @dataclass
@@ -77,9 +70,9 @@ class RuntimeState:
     started_monotonic: float
     concurrency: int
     phase: Phase = "starting"
-    running: dict[int, RunningJob] = field(default_factory=dict)
+    running: dict[JobKey, RunningJob] = field(default_factory=dict)
     # Running jobs the heartbeat found taken away: their outcome will be dropped.
-    fenced_ids: set[int] = field(default_factory=set)
+    fenced_ids: set[JobKey] = field(default_factory=set)
     counts: Counts = field(default_factory=Counts)
     last_loop_tick: float | None = None
     last_heartbeat_tick: float | None = None
@@ -87,7 +80,7 @@ class RuntimeState:
     last_heartbeat_at: dt.datetime | None = None
     database: DatabaseStatus = field(default_factory=DatabaseStatus)
     listener_connected: bool = False
-    queue_stats: Sequence[QueueStatsLike] = ()
+    queue_stats: Sequence[QueueStats] = ()
     queue_stats_at: dt.datetime | None = None
 
     def database_ok(self, now: dt.datetime) -> None:
@@ -155,7 +148,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def queue_stat_rows(stats: Sequence[QueueStatsLike]) -> list[dict[str, Any]]:
+def queue_stat_rows(stats: Sequence[QueueStats]) -> list[dict[str, Any]]:
     """Seed 000's ``jobs.stats``: one {queue, status, count} per queue and state."""
     return [
         {"queue": row.queue, "status": name, "count": getattr(row, name)}
@@ -164,7 +157,7 @@ def queue_stat_rows(stats: Sequence[QueueStatsLike]) -> list[dict[str, Any]]:
     ]
 
 
-def queue_summaries(stats: Sequence[QueueStatsLike]) -> dict[str, dict[str, Any]]:
+def queue_summaries(stats: Sequence[QueueStats]) -> dict[str, dict[str, Any]]:
     return {
         row.queue: {
             **{name: getattr(row, name) for name in QUEUE_STATES},
@@ -204,7 +197,7 @@ def build_report(state: RuntimeState, ctx: ReportContext) -> tuple[int, dict[str
             "attempt": job.attempt,
             "startedAt": _iso(job.started_at),
             "runningSeconds": round(ctx.now_monotonic - job.started_monotonic, 3),
-            "fenced": job.job_id in state.fenced_ids,
+            "fenced": (job.job_id, job.attempt) in state.fenced_ids,
         }
         for job in sorted(state.running.values(), key=lambda job: job.started_monotonic)
     ]

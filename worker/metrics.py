@@ -17,9 +17,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    gc_collector,
     generate_latest,
+    platform_collector,
+    process_collector,
 )
-from prometheus_client import gc_collector, platform_collector, process_collector
 
 PREFIX = "workerfleet_worker"
 JOB_DURATION_BUCKETS_SECONDS = (

@@ -70,9 +70,7 @@ class TaskDefinition:
     is_async: bool
 
 
-def task(
-    name: str | None = None, *, timeout: str | float | None = None
-) -> Callable[[F], F]:
+def task(name: str | None = None, *, timeout: str | float | None = None) -> Callable[[F], F]:
     """Mark ``function(ctx, payload)`` as the handler of task ``name`` (default: its name).
 
     ``timeout`` (a duration such as "30s" or seconds) overrides WORKERFLEET_JOB_TIMEOUT.
