@@ -158,9 +158,7 @@ async def test_invalid_queue_name_is_refused_everywhere(
     with pytest.raises(asyncpg.CheckViolationError, match="invalid queue name"):
         await connector.fetchval("SELECT workerfleet.enqueue($1, 't')", bad)
     with pytest.raises(asyncpg.CheckViolationError, match="jobs_queue_name_valid"):
-        await connector.execute(
-            "INSERT INTO workerfleet.jobs (queue, task) VALUES ($1, 't')", bad
-        )
+        await connector.execute("INSERT INTO workerfleet.jobs (queue, task) VALUES ($1, 't')", bad)
     assert await repo.list_jobs() == []
 
 
