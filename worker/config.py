@@ -27,6 +27,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from workerfleet.durations import DurationError, parse_duration
+from workerfleet.worker.connector import redact_dsn
 
 ENV_PREFIX = "WORKERFLEET_"
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -38,8 +39,6 @@ POD_UID_SHORT_CHARS = 8
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
-_DSN_PASSWORD = re.compile(r"(?P<head>://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@)")
-_DSN_PASSWORD_PARAM = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&]*)", re.IGNORECASE)
 
 # Fields read without the WORKERFLEET_ prefix (set by the Kubernetes downward API).
 _UNPREFIXED = {"pod_name": "POD_NAME", "pod_uid": "POD_UID", "pod_ip": "POD_IP"}
@@ -267,17 +266,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WorkerSettings:
         raise ConfigError("; ".join(problems)) from None
     finally:
         _ENVIRON.reset(token)
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced, fit for logs and reports."""
-    redacted = _DSN_PASSWORD.sub(r"\g<head>***\g<tail>", dsn, count=1)
-    return _DSN_PASSWORD_PARAM.sub(r"\g<head>***", redacted)
-
-
-def dsn_password(dsn: str) -> str | None:
-    match = _DSN_PASSWORD.search(dsn)
-    return match.group("password") if match and match.group("password") else None
 
 
 def worker_identity(
