@@ -71,3 +71,12 @@ cluster-down: venv ## Stop the local cluster; no process is left behind
 .PHONY: cluster-status
 cluster-status: venv ## Show what the local cluster runs
 	$(BIN)/python -m tests.cluster status
+
+.PHONY: crds
+crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fails on drift)
+	$(BIN)/python -m workerfleet.operator.crds crds
+
+DEMO_SECONDS ?=
+.PHONY: demo
+demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
+	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m workerfleet.operator.demo

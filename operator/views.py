@@ -1,0 +1,80 @@
+"""Small frozen views of the Kubernetes objects the operator watches.
+
+The index handlers keep these instead of whole bodies: less memory, and the
+rollup gets plain values it can be unit-tested with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from workerfleet.operator import builders
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    ready: bool
+    restarts: int
+    created_at: datetime | None
+    deleting: bool
+    phase: str
+
+    @classmethod
+    def from_body(cls, meta: Mapping[str, Any], status: Mapping[str, Any]) -> PodView:
+        conditions = status.get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        containers = status.get("containerStatuses") or []
+        restarts = sum(int(c.get("restartCount") or 0) for c in containers)
+        return cls(
+            name=str(meta.get("name", "")),
+            ready=ready,
+            restarts=restarts,
+            created_at=parse_time(meta.get("creationTimestamp")),
+            deleting=meta.get("deletionTimestamp") is not None,
+            phase=str(status.get("phase") or "Unknown"),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    name: str
+    uid: str
+    generation: int
+    spec_hash: str | None
+    replicas: int | None
+    ready_replicas: int
+    updated_replicas: int
+    observed_generation: int | None
+
+    @classmethod
+    def from_body(
+        cls, meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> DeploymentView:
+        annotations = meta.get("annotations") or {}
+        return cls(
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            spec_hash=annotations.get(builders.SPEC_HASH_ANNOTATION),
+            replicas=spec.get("replicas"),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            updated_replicas=int(status.get("updatedReplicas") or 0),
+            observed_generation=status.get("observedGeneration"),
+        )
+
+
+def owning_pool(meta: Mapping[str, Any]) -> str | None:
+    """The pool a child belongs to, by its pool label."""
+    labels = meta.get("labels") or {}
+    pool = labels.get(builders.LABEL_POOL)
+    return pool if isinstance(pool, str) else None

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tests.unit.operator.conftest import spec_dict
+from workerfleet.operator import models
+
+
+def parse(**overrides: Any) -> models.WorkerPoolSpec:
+    return models.WorkerPoolSpec.model_validate(spec_dict(**overrides))
+
+
+def test_defaults_fill_a_minimal_spec() -> None:
+    spec = parse()
+    assert spec.replicas.min == 1
+    assert spec.replicas.max == 10
+    assert spec.replicas.override is None
+    assert spec.worker.concurrency == 4
+    assert spec.worker.heartbeat_seconds == 5.0
+    assert spec.worker.lease_seconds == 15.0
+    assert spec.worker.shutdown_grace_seconds == 30.0
+    assert spec.scaling.jobs_per_worker == 10
+    assert spec.resources.requests == {"cpu": "50m", "memory": "64Mi"}
+    assert spec.metrics.service is True
+    assert spec.paused is False
+
+
+def test_explicit_lease_wins_over_heartbeat_multiple() -> None:
+    spec = parse(worker={"handlers": "x", "leaseDuration": "1m"})
+    assert spec.worker.lease_seconds == 60.0
+
+
+def test_camel_case_aliases_round_trip() -> None:
+    spec = parse(replicas={"min": 2, "max": 5})
+    dumped = spec.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["replicas"] == {"min": 2, "max": 5}
+    assert dumped["database"] == {"secretRef": {"name": "queue-db", "key": "dsn"}}
+    assert models.WorkerPoolSpec.model_validate(dumped) == spec
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"replicas": {"min": 5, "max": 2}}, "replicas.min must be less than or equal"),
+        ({"replicas": {"max": 2, "override": 3}}, "replicas.override must be less than"),
+        ({"scaling": {"fallbackReplicas": 20}}, "scaling.fallbackReplicas"),
+        ({"scaling": {"maxScaleUpStep": "150"}}, "maxScaleUpStep"),
+        ({"scaling": {"maxScaleUpStep": 0}}, "maxScaleUpStep"),
+        ({"env": [{"name": "WORKERFLEET_DSN", "value": "x"}]}, "set by the operator"),
+        ({"env": [{"name": "POD_IP", "value": "x"}]}, "set by the operator"),
+        ({"env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}]},
+         "either value or valueFrom"),
+        ({"env": [{"name": "A", "valueFrom": {}}]}, "exactly one of"),
+        ({"queue": "Bad Queue"}, "queue"),
+        ({"worker": {"handlers": "not a module"}}, "handlers"),
+        ({"worker": {"handlers": "x", "jobTimeout": "ten minutes"}}, "jobTimeout"),
+        ({"worker": {"handlers": "x", "concurrency": -1}}, "concurrency"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_invalid_specs_are_refused_naming_the_problem(
+    overrides: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(**overrides)
+    assert fragment in str(caught.value)
+
+
+def test_percentage_scale_up_step_is_accepted() -> None:
+    assert parse(scaling={"maxScaleUpStep": "50%"}).scaling.max_scale_up_step == "50%"
+
+
+def test_label_selector_requirement_values_follow_operator() -> None:
+    models.LabelSelectorRequirement(key="team", operator="In", values=["mail"])
+    models.LabelSelectorRequirement(key="team", operator="Exists")
+    with pytest.raises(ValidationError, match="need values"):
+        models.LabelSelectorRequirement(key="team", operator="In")
+    with pytest.raises(ValidationError, match="take none"):
+        models.LabelSelectorRequirement(key="team", operator="Exists", values=["x"])
+
+
+def test_monitor_defaults() -> None:
+    spec = models.MonitorSpec.model_validate({})
+    assert spec.interval_seconds == 30.0
+    assert spec.dead_worker_after_seconds == 120.0
+    assert spec.rules.no_workers_with_pending.hold_for == "1m"
+    assert spec.rules.failed_jobs.threshold == 10
+    assert spec.alerts.events is True
+    assert spec.alerts.webhook is None
+    dumped = spec.model_dump(by_alias=True)
+    assert dumped["rules"]["noWorkersWithPending"]["for"] == "1m"
+
+
+def test_status_model_dumps_camel_case() -> None:
+    status = models.QueueStatus(pending=3, oldest_pending_seconds=5, oldest_pending="5s")
+    assert status.model_dump(by_alias=True, exclude_none=True)["oldestPendingSeconds"] == 5
