@@ -36,6 +36,10 @@ class DatabaseUnavailable(ConnectionError):
     """The database could not be reached; the message never contains the password."""
 
 
+class InvalidDsn(ValueError):
+    """The DSN itself is malformed (no attempt to connect was made)."""
+
+
 def redact_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL form and key=value form)."""
     if "://" not in dsn:
@@ -73,6 +77,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
             command_timeout=COMMAND_TIMEOUT_SECONDS,
             server_settings={"application_name": APPLICATION_NAME},
         )
+    except asyncpg.ClientConfigurationError as error:
+        raise InvalidDsn(f"{error} (DSN {redact_dsn(dsn)})") from error
     except CONNECT_ERRORS as error:
         raise DatabaseUnavailable(_unavailable_message(dsn, error)) from error
     await _init_connection(connection)
@@ -103,6 +109,8 @@ class Connector:
                 server_settings={"application_name": APPLICATION_NAME},
                 init=_init_connection,
             )
+        except asyncpg.ClientConfigurationError as error:
+            raise InvalidDsn(f"{error} (DSN {redact_dsn(dsn)})") from error
         except CONNECT_ERRORS as error:
             raise DatabaseUnavailable(_unavailable_message(dsn, error)) from error
         return cls(dsn, pool)
