@@ -51,8 +51,10 @@ def test_camel_case_aliases_round_trip() -> None:
         ({"scaling": {"maxScaleUpStep": 0}}, "maxScaleUpStep"),
         ({"env": [{"name": "WORKERFLEET_DSN", "value": "x"}]}, "set by the operator"),
         ({"env": [{"name": "POD_IP", "value": "x"}]}, "set by the operator"),
-        ({"env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}]},
-         "either value or valueFrom"),
+        (
+            {"env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}]},
+            "either value or valueFrom",
+        ),
         ({"env": [{"name": "A", "valueFrom": {}}]}, "exactly one of"),
         ({"queue": "Bad Queue"}, "queue"),
         ({"worker": {"handlers": "not a module"}}, "handlers"),
