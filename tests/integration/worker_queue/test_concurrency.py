@@ -26,7 +26,8 @@ async def _drain(dsn: str, worker_id: str, completed: list[int]) -> None:
             if not jobs:
                 return
             for job in jobs:
-                assert job.worker_id == worker_id and job.attempt == 1
+                assert job.worker_id == worker_id
+                assert job.attempt == 1
                 if await repo.complete(job.ref, {"by": worker_id}):
                     completed.append(job.id)
     finally:

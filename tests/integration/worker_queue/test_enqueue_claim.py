@@ -26,7 +26,8 @@ async def test_enqueue_claim_complete(repo: Repository) -> None:
     [claimed] = await repo.claim(WORKER, ["emails"], 10, LEASE_SECONDS)
     assert claimed.id == job_id
     assert (claimed.state, claimed.attempt, claimed.worker_id) == ("running", 1, WORKER)
-    assert claimed.started_at is not None and claimed.lease_expires_at is not None
+    assert claimed.started_at is not None
+    assert claimed.lease_expires_at is not None
     assert claimed.lease_expires_at - claimed.started_at == timedelta(seconds=LEASE_SECONDS)
     assert await repo.claim(WORKER, ["emails"], 10, LEASE_SECONDS) == []
 

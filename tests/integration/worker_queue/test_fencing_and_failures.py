@@ -59,7 +59,8 @@ async def test_fencing_matches_worker_and_attempt(repo: Repository) -> None:
     assert await repo.complete(JobRef(job.id, "w1", job.attempt + 1), None) is False
     assert await repo.fail(JobRef(job.id, "w1", job.attempt - 1), "e", "tb", 0) == "fenced"
     still = await repo.get_job(job.id)
-    assert still is not None and still.state == "running"
+    assert still is not None
+    assert still.state == "running"
     assert await repo.complete(job.ref, None) is True
 
 
@@ -74,7 +75,8 @@ async def test_heartbeat_extends_only_the_leases_still_held(
     held = await repo.heartbeat("w1", [first.ref, second.ref], 600.0, 2, 7, 3)
     assert held == {first_id}
     extended = await repo.get_job(first_id)
-    assert extended is not None and extended.lease_expires_at is not None
+    assert extended is not None
+    assert extended.lease_expires_at is not None
     assert first.lease_expires_at is not None
     assert extended.lease_expires_at - first.lease_expires_at > timedelta(seconds=500)
     [worker] = await repo.list_workers()
@@ -96,7 +98,8 @@ async def test_failure_retries_with_delay_then_dead_letters_with_error(
         "ValueError: bad",
         "Traceback 1",
     )
-    assert retried.finished_at is None and retried.lease_expires_at is None
+    assert retried.finished_at is None
+    assert retried.lease_expires_at is None
     db_now = await connector.fetchval("SELECT now()")
     assert timedelta(seconds=110) < retried.run_at - db_now <= timedelta(seconds=120)
     assert await repo.claim("w1", ["q"], 1, LEASE_SECONDS) == []
@@ -156,7 +159,8 @@ async def test_cancel_pending_and_running_but_not_finished(repo: Repository) -> 
     assert await repo.cancel(123456) is False
     cancelled = await repo.get_job(running_id)
     assert cancelled is not None
-    assert cancelled.state == "cancelled" and cancelled.finished_at is not None
+    assert cancelled.state == "cancelled"
+    assert cancelled.finished_at is not None
     assert await repo.claim("w1", ["q"], 10, LEASE_SECONDS) == []
 
 

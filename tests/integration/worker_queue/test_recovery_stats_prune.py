@@ -43,10 +43,13 @@ async def test_expired_leases_go_back_to_pending_or_dead(
     assert rescued.last_error.startswith("lease expired on worker w-lost")
     dead = await repo.get_job(last_chance_id)
     assert dead is not None
-    assert dead.state == "dead" and dead.finished_at is not None
-    assert dead.last_error is not None and "lease expired on worker w-lost" in dead.last_error
+    assert dead.state == "dead"
+    assert dead.finished_at is not None
+    assert dead.last_error is not None
+    assert "lease expired on worker w-lost" in dead.last_error
     healthy = await repo.get_job(healthy_id)
-    assert healthy is not None and healthy.state == "running"
+    assert healthy is not None
+    assert healthy.state == "running"
     assert await repo.rescue_expired_leases() == type(result)(rescued=0, dead=0)
 
     [again] = await repo.claim("w-new", ["q"], 5, LEASE_SECONDS)
@@ -81,7 +84,8 @@ async def test_silent_workers_are_marked_dead_and_their_jobs_released(
     assert released.last_error is not None
     assert released.last_error.startswith("worker w-silent stopped heartbeating")
     spent = await repo.get_job(spent_id)
-    assert spent is not None and spent.state == "dead"
+    assert spent is not None
+    assert spent.state == "dead"
     assert await repo.complete(silent_jobs[0].ref, None) is False
     assert await repo.reap_dead_workers(older_than_seconds=120) == type(result)(0, 0, 0, (), ())
 
