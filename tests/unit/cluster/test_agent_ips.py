@@ -1,0 +1,54 @@
+"""Loopback pod addresses: unique among live pods, lowest free first, freed on release."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster import agent_ips
+from tests.cluster.agent_ips import AddressAllocator, AddressPoolExhausted, address_of, index_of
+
+
+def test_addresses_start_at_127_0_0_2_and_are_unique() -> None:
+    allocator = AddressAllocator()
+    assert allocator.allocate("a") == "127.0.0.2"
+    assert allocator.allocate("b") == "127.0.0.3"
+    assert allocator.allocate("a") == "127.0.0.2"  # idempotent per pod
+    assert allocator.in_use() == {"a": "127.0.0.2", "b": "127.0.0.3"}
+
+
+def test_released_address_is_reused_lowest_first() -> None:
+    allocator = AddressAllocator()
+    for uid in "abc":
+        allocator.allocate(uid)
+    allocator.release("a")
+    allocator.release("unknown")  # harmless
+    assert allocator.allocate("d") == "127.0.0.2"
+    assert allocator.allocate("e") == "127.0.0.5"
+
+
+def test_adopt_keeps_published_address_unless_taken() -> None:
+    allocator = AddressAllocator()
+    assert allocator.adopt("old", "127.0.0.9")
+    assert allocator.adopt("old", "127.0.0.9")
+    assert not allocator.adopt("other", "127.0.0.9")
+    assert not allocator.adopt("host", "127.0.0.1")
+    assert not allocator.adopt("remote", "10.0.0.4")
+    assert not allocator.adopt("junk", "not-an-ip")
+    assert allocator.allocate("new") == "127.0.0.2"
+    assert allocator.in_use()["old"] == "127.0.0.9"
+
+
+def test_addresses_roll_into_the_next_octet() -> None:
+    assert address_of(253) == "127.0.0.255"
+    assert address_of(254) == "127.0.1.0"
+    assert index_of("127.0.1.0") == 254
+    assert index_of("127.0.0.1") is None
+
+
+def test_exhaustion_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_ips, "POD_ADDRESS_COUNT", 2)
+    allocator = AddressAllocator()
+    allocator.allocate("a")
+    allocator.allocate("b")
+    with pytest.raises(AddressPoolExhausted):
+        allocator.allocate("c")
