@@ -107,7 +107,7 @@ class ContainerRunner(threading.Thread):
         self._last_state = resume.last_state
         self._has_run = resume.has_run
         self._ready = False
-        self._started = False
+        self._startup_done = False
         self._container_id = (
             resume.state.container_id if isinstance(resume.state, Terminated) else ""
         )
@@ -125,7 +125,7 @@ class ContainerRunner(threading.Thread):
                 restart_count=self._restart_count,
                 last_state=self._last_state,
                 ready=self._ready,
-                started=self._started,
+                started=self._startup_done,
                 container_id=self._container_id,
             )
 
@@ -265,7 +265,7 @@ class ContainerRunner(threading.Thread):
             self._container_id = f"local://{process.pid}"
             self._state = Running(started_at)
             self._ready = False
-            self._started = False
+            self._startup_done = False
         log.info("container %s started: pid %d: %s", self.name, process.pid, launch.argv)
         self._notify()
         kill_message = self._watch_process(process, launch)
@@ -441,7 +441,7 @@ class ContainerRunner(threading.Thread):
             if ready is not None:
                 self._ready = ready
             if started is not None:
-                self._started = started
+                self._startup_done = started
         self._notify()
 
 

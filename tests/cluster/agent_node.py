@@ -12,7 +12,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,18 @@ def _now() -> datetime:
 
 
 class NodeHeartbeat(threading.Thread):
-    def __init__(self, api: KubeApi, facts: spec.NodeFacts, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        facts: spec.NodeFacts,
+        stop: threading.Event,
+        taints: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         super().__init__(name="node-heartbeat", daemon=True)
         self._api = api
         self._facts = facts
-        self._stop = stop
+        self._taints = list(taints)
+        self._halt = stop
         self._node_uid = ""
         self._conditions: list[dict[str, Any]] = []
 
@@ -100,7 +107,9 @@ class NodeHeartbeat(threading.Thread):
 
         def create_or_adopt() -> dict[str, Any]:
             try:
-                return self._api.post("/api/v1/nodes", spec.node_manifest(self._facts, _now()))
+                return self._api.post(
+                    "/api/v1/nodes", spec.node_manifest(self._facts, _now(), self._taints)
+                )
             except ApiError as error:
                 if error.status != 409:
                     raise
@@ -108,12 +117,12 @@ class NodeHeartbeat(threading.Thread):
                 self.node_path, {"metadata": {"labels": spec.node_labels(self._facts)}}
             )
 
-        node = with_retries(create_or_adopt, f"register node {self._facts.name}", self._stop)
+        node = with_retries(create_or_adopt, f"register node {self._facts.name}", self._halt)
         self._node_uid = str(node["metadata"]["uid"])
         self._conditions = list((node.get("status") or {}).get("conditions") or [])
-        with_retries(self.post_status, "post node status", self._stop)
+        with_retries(self.post_status, "post node status", self._halt)
         try:
-            with_retries(self.renew_lease, "renew node lease", self._stop, attempts=3)
+            with_retries(self.renew_lease, "renew node lease", self._halt, attempts=3)
         except ApiError as error:
             log.warning("node lease not written yet (%s); the heartbeat retries", error)
         log.info(
@@ -143,7 +152,7 @@ class NodeHeartbeat(threading.Thread):
     def run(self) -> None:
         next_lease = time.monotonic() + LEASE_RENEW_INTERVAL_SECONDS
         next_status = time.monotonic() + NODE_STATUS_INTERVAL_SECONDS
-        while not self._stop.wait(max(min(next_lease, next_status) - time.monotonic(), 0.0)):
+        while not self._halt.wait(max(min(next_lease, next_status) - time.monotonic(), 0.0)):
             if time.monotonic() >= next_lease:
                 ok = self._beat("lease renewal", self.renew_lease)
                 next_lease = time.monotonic() + (

@@ -119,13 +119,32 @@ def node_labels(facts: NodeFacts) -> dict[str, str]:
     }
 
 
-def node_manifest(facts: NodeFacts, now: datetime) -> JsonDict:
-    """A Node with no taints, Ready from its first moment."""
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def parse_taints(text: str) -> list[JsonDict]:
+    """`key[=value]:Effect[,...]`, as the kubelet's --register-with-taints takes them."""
+    taints = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key_value, _, effect = item.rpartition(":")
+        key, _, value = key_value.partition("=")
+        if not key or effect not in TAINT_EFFECTS:
+            raise ValueError(
+                f"taint {item!r}: expected key[=value]:Effect with Effect one of {TAINT_EFFECTS}"
+            )
+        taints.append({"key": key, "effect": effect, **({"value": value} if value else {})})
+    return taints
+
+
+def node_manifest(
+    facts: NodeFacts, now: datetime, taints: Sequence[Mapping[str, Any]] = ()
+) -> JsonDict:
+    """A Node, Ready from its first moment; untainted unless taints are asked for."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": facts.name, "labels": node_labels(facts)},
-        "spec": {},
+        "spec": {"taints": [dict(t) for t in taints]} if taints else {},
         "status": node_status(facts, [], now),
     }
 

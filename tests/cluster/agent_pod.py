@@ -81,6 +81,7 @@ class PodWorker(threading.Thread):
         self._services = services
         self._lock = threading.Lock()
         self._changed = threading.Event()
+        self._changed.set()  # the first pass starts the containers at once
         self._pod = pod
         self._gone = False
         self._init_runners: list[ContainerRunner] = []
@@ -116,7 +117,7 @@ class PodWorker(threading.Thread):
         try:
             self._run()
         except Exception:
-            log.exception("pod %s: worker failed; stopping its processes", self.name)
+            log.exception("%s: worker failed; stopping its processes", self.name)
             self._stop_containers(DEFAULT_TERMINATION_GRACE_SECONDS)
             self._release_address()
             self._services.on_done(self.uid)
@@ -282,7 +283,7 @@ class PodWorker(threading.Thread):
         ]
         if processes:
             log.info(
-                "pod %s: SIGTERM to %d process group(s), %gs grace",
+                "%s: SIGTERM to %d process group(s), %gs grace",
                 self.name,
                 len(processes),
                 grace_seconds,

@@ -258,17 +258,16 @@ def _condition(
         if before and before.get("status") == status and before.get("lastTransitionTime")
         else format_time(now)
     )
-    condition: JsonDict = {
+    # Explicit nulls: the status goes out as a strategic merge patch, which would keep a
+    # stale reason or message of the previous condition instead of dropping it.
+    return {
         "type": kind,
         "status": status,
         "lastProbeTime": None,
         "lastTransitionTime": transition,
+        "reason": reason or None,
+        "message": message or None,
     }
-    if reason:
-        condition["reason"] = reason
-    if message:
-        condition["message"] = message
-    return condition
 
 
 def build_pod_status(

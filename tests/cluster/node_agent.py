@@ -30,6 +30,7 @@ from typing import Any
 from tests.cluster.agent_api import ApiError, KubeApi
 from tests.cluster.agent_ips import AddressAllocator
 from tests.cluster.agent_node import NodeHeartbeat, gather_facts
+from tests.cluster.agent_node_status import parse_taints
 from tests.cluster.agent_pod import AgentServices, PodWorker, pod_key
 from tests.cluster.agent_processes import (
     ProcessRegistry,
@@ -78,8 +79,10 @@ class NodeAgent:
         state_dir: Path,
         log_dir: Path,
         shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+        taints: Sequence[JsonDict] = (),
     ) -> None:
         self.node_name = node_name
+        self.taints = list(taints)
         self.state_dir = state_dir
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.stop = threading.Event()
@@ -108,7 +111,7 @@ class NodeAgent:
         if leftovers:
             log.info("killed %d process group(s) left by a previous agent", len(leftovers))
         facts = gather_facts(self.api, self.node_name, self.state_dir, self.stop)
-        heartbeat = NodeHeartbeat(self.api, facts, self.stop)
+        heartbeat = NodeHeartbeat(self.api, facts, self.stop, self.taints)
         try:
             heartbeat.register()
         except ApiError as error:
@@ -239,6 +242,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SHUTDOWN_GRACE_SECONDS,
         help="seconds between SIGTERM and SIGKILL of pod processes when the agent stops",
     )
+    parser.add_argument(
+        "--register-with-taints",
+        default="",
+        help="taints for a newly registered node: key[=value]:Effect,... (default: none)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -252,8 +260,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        taints = parse_taints(args.register_with_taints)
+    except ValueError as error:
+        print(f"--register-with-taints: {error}", file=sys.stderr)
+        return 2
     agent = NodeAgent(
-        args.kubeconfig, args.node_name, args.state_dir, args.log_dir, args.shutdown_grace
+        args.kubeconfig,
+        args.node_name,
+        args.state_dir,
+        args.log_dir,
+        args.shutdown_grace,
+        taints,
     )
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)

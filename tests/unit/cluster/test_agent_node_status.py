@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.cluster.agent_node_status import (
     NodeFacts,
     kube_architecture,
@@ -11,6 +13,7 @@ from tests.cluster.agent_node_status import (
     lease_renewal,
     node_conditions,
     node_manifest,
+    parse_taints,
 )
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -79,3 +82,16 @@ def test_architecture_names() -> None:
     assert kube_architecture("x86_64") == "amd64"
     assert kube_architecture("aarch64") == "arm64"
     assert kube_architecture("riscv64") == "riscv64"
+
+
+def test_taints_are_parsed_like_register_with_taints() -> None:
+    assert parse_taints("") == []
+    assert parse_taints("a=b:NoSchedule, c:NoExecute") == [
+        {"key": "a", "value": "b", "effect": "NoSchedule"},
+        {"key": "c", "effect": "NoExecute"},
+    ]
+    assert node_manifest(FACTS, T0, parse_taints("a=b:NoSchedule"))["spec"]["taints"] == [
+        {"key": "a", "value": "b", "effect": "NoSchedule"}
+    ]
+    with pytest.raises(ValueError, match="Effect"):
+        parse_taints("a=b:Sometimes")

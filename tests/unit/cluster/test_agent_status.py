@@ -142,6 +142,9 @@ def test_transition_time_moves_only_on_change() -> None:
     by_type = conditions(flipped)
     assert by_type["Ready"]["lastTransitionTime"] == format_time(T1)
     assert by_type["Initialized"]["lastTransitionTime"] == format_time(T0)
+    # Explicit nulls clear the old reason and message under a strategic merge patch.
+    assert by_type["Ready"]["reason"] is None
+    assert by_type["Ready"]["message"] is None
 
 
 def test_readiness_gates_hold_ready_back() -> None:
