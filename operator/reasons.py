@@ -28,6 +28,7 @@ WORKERS_STARTING = "WorkersStarting"
 DEPLOYMENT_MISSING = "DeploymentMissing"
 QUEUE_UNREACHABLE = "QueueUnreachable"
 INVALID_SPEC = "InvalidSpec"
+APPLY_FAILED = "ApplyFailed"
 
 # -- reasons: QueueReachable ---------------------------------------------------------------------
 CONNECTED = "Connected"

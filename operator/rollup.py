@@ -22,6 +22,9 @@ STARTUP_GRACE_SECONDS = 120.0
 NO_PENDING = "-"
 
 EventType = Literal["Normal", "Warning"]
+MANAGED_STATUS_FIELDS = tuple(
+    field.alias or name for name, field in models.WorkerPoolStatus.model_fields.items()
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Observation:
     """Since when fewer workers are ready than desired (see :func:`next_short_since`)."""
     previous: Mapping[str, Any]
     now: datetime
+    apply_problem: str | None = None
+    """Why the Deployment could not be applied (a transient API error), or None."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ def _degraded(obs: Observation, live: Sequence[PodView], ready: int) -> conditio
         return degraded(reasons.INVALID_SPEC, obs.spec_problem)
     if isinstance(obs.queue, QueueProblem):
         return degraded(reasons.QUEUE_UNREACHABLE, obs.queue.message)
+    if obs.apply_problem is not None:
+        return degraded(reasons.APPLY_FAILED, obs.apply_problem)
     if obs.deployment is None and not obs.paused:
         return degraded(reasons.DEPLOYMENT_MISSING, f"Deployment {obs.name} does not exist")
     failing = _unhealthy(live, obs.now)
@@ -211,6 +218,28 @@ def worker_counts(stats: WorkerStats | None) -> dict[str, Any]:
     ).model_dump(by_alias=True)
 
 
+def status_patch(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch from ``previous`` to ``status``: what is gone is set to None."""
+    patch: dict[str, Any] = {}
+    for key in MANAGED_STATUS_FIELDS:
+        old, new = previous.get(key), status.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            nested = _nested_patch(old, new)
+            if nested:
+                patch[key] = nested
+        elif new is None and old is not None:
+            patch[key] = None
+        elif new is not None and new != old:
+            patch[key] = new
+    return patch
+
+
+def _nested_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
 def rollup(obs: Observation) -> Rollup:
     live = [p for p in obs.pods if not p.deleting]
     ready = sum(1 for p in live if p.ready)
@@ -238,6 +267,9 @@ def rollup(obs: Observation) -> Rollup:
     if isinstance(obs.queue, QueueReading):
         status["queue"] = queue_status(obs.queue.stats)
         status["workers"] = worker_counts(obs.queue.workers)
+    else:  # the last figures stay; QueueReachable=False says they are stale
+        status["queue"] = previous.get("queue")
+        status["workers"] = previous.get("workers")
     scaled = previous.get("desiredReplicas") not in (None, obs.desired) and obs.desired is not None
     last_scale = conditions.rfc3339(obs.now) if scaled else previous.get("lastScaleTime")
     status["lastScaleTime"] = last_scale

@@ -12,9 +12,8 @@ def build(owner: builders.Owner, replicas: int = 2, **overrides: Any) -> dict[st
 
 
 def container(manifest: dict[str, Any]) -> dict[str, Any]:
-    (worker,) = [
-        c for c in manifest["spec"]["template"]["spec"]["containers"] if c["name"] == "worker"
-    ]
+    containers: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["containers"]
+    (worker,) = [c for c in containers if c["name"] == "worker"]
     return worker
 
 

@@ -63,7 +63,8 @@ def observe(**overrides: Any) -> Observation:
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    (found,) = [c for c in status["conditions"] if c["type"] == kind]
+    listed: list[dict[str, Any]] = status["conditions"]
+    (found,) = [c for c in listed if c["type"] == kind]
     return found
 
 
@@ -170,7 +171,7 @@ def test_unreachable_queue_keeps_last_stats_and_recovers_with_events() -> None:
     assert (reachable["status"], reachable["reason"]) == ("False", reasons.SECRET_NOT_FOUND)
     assert reachable["message"] == "Secret mail/queue-db not found"
     assert broken.status["health"] == "QueueUnreachable"
-    assert "queue" not in broken.status  # not rewritten: the last good figures stay
+    assert broken.status["queue"] == healthy["queue"]  # the last good figures stay
     kinds = [(e.type, e.reason) for e in broken.events]
     assert ("Warning", reasons.EVENT_QUEUE_UNREACHABLE) in kinds
     fixed = rollup.rollup(observe(previous={**healthy, **broken.status}))
@@ -229,3 +230,18 @@ def test_empty_queue_shows_no_oldest() -> None:
     assert status["queue"]["pending"] == 0
     assert status["queue"]["oldestPending"] == rollup.NO_PENDING
     assert status["workers"]["online"] == 0
+
+
+def test_status_patch_removes_what_is_gone() -> None:
+    previous = {
+        "health": "Healthy",
+        "deployment": "emails",
+        "queue": {"pending": 3, "oldestPendingSeconds": 9, "oldestPending": "9s"},
+        "unmanaged": "kept",
+    }
+    status = {"health": "Healthy", "queue": {"pending": 0, "oldestPending": "-"}}
+    assert rollup.status_patch(previous, status) == {
+        "deployment": None,
+        "queue": {"pending": 0, "oldestPending": "-", "oldestPendingSeconds": None},
+    }
+    assert rollup.status_patch(status, status) == {}

@@ -1,0 +1,94 @@
+"""The operator's Prometheus metrics, served on /metrics by ``health.py``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "workerfleet_operator"
+
+RECONCILES = Counter(
+    f"{PREFIX}_reconciles_total",
+    "Reconciles by kind of object and result",
+    ["kind", "result"],
+)
+RECONCILE_SECONDS = Histogram(
+    f"{PREFIX}_reconcile_duration_seconds",
+    "Time spent in one reconcile or status tick",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+POOL_CONDITIONS = Gauge(
+    f"{PREFIX}_pool_condition",
+    "1 when the WorkerPool's condition has this status",
+    ["namespace", "pool", "condition", "status"],
+)
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_queue_jobs",
+    "Jobs of the pool's queue by state, as the last stats query saw them",
+    ["namespace", "pool", "state"],
+)
+OLDEST_PENDING = Gauge(
+    f"{PREFIX}_queue_oldest_pending_seconds",
+    "Age of the oldest ready job of the pool's queue",
+    ["namespace", "pool"],
+)
+DESIRED_REPLICAS = Gauge(
+    f"{PREFIX}_pool_desired_replicas", "Replicas asked of the Deployment", ["namespace", "pool"]
+)
+READY_REPLICAS = Gauge(
+    f"{PREFIX}_pool_ready_replicas", "Worker pods passing readiness", ["namespace", "pool"]
+)
+STATS_QUERIES = Counter(
+    f"{PREFIX}_stats_queries_total", "Queue stats queries (one per database per tick)", ["result"]
+)
+DEPLOYMENT_APPLIES = Counter(
+    f"{PREFIX}_deployment_applies_total", "Deployment applies by cause", ["cause"]
+)
+EVENTS = Counter(f"{PREFIX}_events_total", "Kubernetes Events posted", ["type", "reason"])
+MONITOR_RECOVERED = Counter(
+    f"{PREFIX}_monitor_recovered_total",
+    "Recovery actions of Monitors",
+    ["action"],
+)
+LAST_ACTIVITY = Gauge(
+    f"{PREFIX}_last_activity_timestamp_seconds",
+    "Unix time of the last watch event or timer tick the operator handled",
+)
+
+CONDITION_STATUSES = ("True", "False", "Unknown")
+# Series exported per pool, so a deleted pool's series can be removed.
+_pool_series: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}
+
+
+def _set(gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+    gauge.labels(*labels).set(value)
+    _pool_series.setdefault((labels[0], labels[1]), set()).add((gauge, labels))
+
+
+def record_pool(namespace: str, pool: str, status: Mapping[str, Any]) -> None:
+    """Export one pool's status figures."""
+    for condition in status.get("conditions") or []:
+        for value in CONDITION_STATUSES:
+            labels = (namespace, pool, condition["type"], value)
+            _set(POOL_CONDITIONS, labels, 1.0 if condition["status"] == value else 0.0)
+    queue = status.get("queue")
+    if isinstance(queue, Mapping):
+        for state in ("pending", "scheduled", "running", "dead"):
+            _set(QUEUE_DEPTH, (namespace, pool, state), float(queue.get(state, 0)))
+        oldest = float(queue.get("oldestPendingSeconds") or 0)
+        _set(OLDEST_PENDING, (namespace, pool), oldest)
+    for gauge, key in ((DESIRED_REPLICAS, "desiredReplicas"), (READY_REPLICAS, "readyReplicas")):
+        count = status.get(key)
+        if isinstance(count, int):
+            _set(gauge, (namespace, pool), float(count))
+
+
+def forget_pool(namespace: str, pool: str) -> None:
+    """Drop a deleted pool's series."""
+    for gauge, labels in _pool_series.pop((namespace, pool), set()):
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)

@@ -1,0 +1,67 @@
+"""What the handlers share: settings, clients, the queue inspector, liveness bookkeeping.
+
+One Runtime per operator process, handed to kopf as the operator-level memo
+(``memo.runtime``); per-object state lives in each object's own memo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from workerfleet.operator.inspector import QueueInspector
+from workerfleet.operator.kube import Kube, api_client
+from workerfleet.operator.liveness import Activity
+from workerfleet.operator.rollup import QueueProblem
+from workerfleet.operator.secrets import SecretReader
+from workerfleet.operator.settings import OperatorSettings
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    kube: Kube
+    secrets: SecretReader
+    inspector: QueueInspector
+    activity: Activity
+    ready: list[bool] = field(default_factory=lambda: [False])
+
+    @classmethod
+    def create(cls, settings: OperatorSettings) -> Runtime:
+        kube = Kube(api_client(), settings.request_timeout)
+        return cls(
+            settings=settings,
+            kube=kube,
+            secrets=SecretReader(kube.read_secret_data),
+            inspector=QueueInspector(dead_after_seconds=settings.dead_worker_after),
+            activity=Activity(
+                tick_stale_seconds=settings.tick_stale_after,
+                watch_silence_seconds=settings.watch_silence_after,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.inspector.close()
+        self.kube.close()
+
+
+@dataclass
+class PoolState:
+    """In-memory state of one WorkerPool (kopf keeps it in the object's memo)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    written_generation: int | None = None
+    """The Deployment generation the operator's last apply produced."""
+    deployment_uid: str | None = None
+    service_hash: str | None = None
+    short_since: datetime | None = None
+    queue_failures: int = 0
+    queue_retry_at: float = 0.0
+    queue_problem: QueueProblem | None = None
+
+
+@dataclass
+class MonitorState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_run: float | None = None

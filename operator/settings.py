@@ -1,0 +1,64 @@
+"""The operator's own settings: environment variables (WORKERFLEET_OPERATOR_*) and flags.
+
+Validated once at start; a bad value exits with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workerfleet.durations import DurationError, parse_duration
+
+ENV_PREFIX = "WORKERFLEET_OPERATOR_"
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DurationError as error:
+            raise ValueError(str(error)) from None
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration)]
+
+
+class OperatorSettings(BaseSettings):
+    """Durations are in seconds once parsed."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    namespaces: Annotated[tuple[str, ...], NoDecode] = ()
+    """Namespaces to serve (comma list); empty serves all namespaces."""
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(8080, ge=1, le=65535)
+    """Port of /healthz (liveness), /readyz and /metrics."""
+    dead_worker_after: Seconds = Field(60.0, gt=0)
+    """A worker silent this long counts as dead in a pool's status."""
+    tick_stale_after: Seconds = Field(60.0, gt=0)
+    """Liveness fails when pools exist and no status timer ticked for this long."""
+    watch_silence_after: Seconds = Field(90.0, gt=0)
+    """Liveness fails when a written status has not come back through the watch for this long."""
+    watch_server_timeout: Seconds = Field(300.0, gt=0)
+    """Ask the API server to end each watch request after this long (kopf re-watches)."""
+    watch_inactivity_timeout: Seconds = Field(600.0, gt=0)
+    """Reconnect a watch stream on which nothing (not even a bookmark) arrived for this long."""
+    request_timeout: Seconds = Field(30.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
