@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from tests.integration.worker_runtime import runtime_tasks
+from tests.integration.worker_runtime.support import Worker
+from workerfleet.worker import migrations
+from workerfleet.worker.connector import Connector, connect
+from workerfleet.worker.repository import Repository
+
+
+@pytest.fixture
+async def queue_dsn(postgres_dsn: str) -> str:
+    """A fresh database with the queue schema and the side-effects table."""
+    await migrations.migrate(postgres_dsn)
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute(runtime_tasks.SIDE_EFFECTS_DDL)
+    finally:
+        await connection.close()
+    return postgres_dsn
+
+
+@pytest.fixture
+async def repository(queue_dsn: str) -> AsyncIterator[Repository]:
+    connector = await Connector.open(queue_dsn, min_size=1, max_size=4)
+    try:
+        yield Repository(connector)
+    finally:
+        await connector.close()
+
+
+@pytest.fixture
+async def db(queue_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for the test's own checks, decoding json like the worker does."""
+    connection = await connect(queue_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    """Register started workers here; every one is stopped at the end of the test."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+        # Shown by pytest only when the test failed.
+        print(f"--- worker on port {worker.port} ---\n{worker.logs()[-6000:]}")
