@@ -130,10 +130,12 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 def nested(model: type[ModelT]) -> Any:
     """A sub-object that defaults to its own defaults, on the server as here.
 
-    The schema default ``{}`` makes the API server create the object and then
-    fill in the defaults of its fields, so a stored spec is always complete.
+    The schema default is the complete default object (not ``{}``): the API
+    server checks a default against the CEL rules as written, before the
+    nested defaults would fill it in.
     """
-    return Field(default_factory=model, json_schema_extra={"default": {}})
+    default = model().model_dump(by_alias=True, exclude_none=True, mode="json")
+    return Field(default_factory=model, json_schema_extra={"default": default})
 
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]

@@ -62,10 +62,11 @@ def test_preserve_unknown_fields_only_in_template_overrides() -> None:
     assert open_paths == [".spec.template.spec"]
 
 
-def test_nested_objects_default_to_empty_so_their_defaults_apply() -> None:
+def test_nested_objects_default_to_their_complete_defaults() -> None:
     spec = version(crds.workerpool_crd())["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    for name in ("replicas", "scaling", "resources", "metrics", "template"):
-        assert spec["properties"][name]["default"] == {}, name
+    assert spec["properties"]["replicas"]["default"] == {"min": 1, "max": 10}
+    assert spec["properties"]["scaling"]["default"]["maxScaleUpStep"] == 10
+    assert spec["properties"]["metrics"]["default"] == {"service": True}
     assert spec["properties"]["replicas"]["properties"]["min"]["default"] == 1
 
 
