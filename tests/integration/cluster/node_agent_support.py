@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def get_pod(cluster: LocalCluster, namespace: str, name: str) -> JsonDict | None
         raise RuntimeError(result.stderr)
     pod: JsonDict = json.loads(result.stdout)
     return pod
+
+
+def pod_if(
+    cluster: LocalCluster, namespace: str, name: str, predicate: Callable[[JsonDict], bool]
+) -> JsonDict | None:
+    """The pod when it exists and satisfies predicate, else None (for wait_for)."""
+    pod = get_pod(cluster, namespace, name)
+    return pod if pod is not None and predicate(pod) else None
 
 
 def is_ready(pod: JsonDict) -> bool:

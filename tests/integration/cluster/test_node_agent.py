@@ -21,6 +21,7 @@ from tests.integration.cluster.node_agent_support import (
     http_server_container,
     is_ready,
     pid_of,
+    pod_if,
     records,
 )
 
@@ -88,8 +89,9 @@ def test_deployment_pods_are_probed_on_their_own_address_and_drain_on_delete(
         # Readiness really went over HTTP to this pod's own address: refused (503) until
         # the server said it was ready, then 200.
         assert {r["local"] for r in probes} == {f"{address}:8080"}
-        assert [r["status"] for r in probes if r["path"] == "/readyz"][0] == 503
-        assert 200 in [r["status"] for r in probes if r["path"] == "/readyz"]
+        readiness = [r["status"] for r in probes if r["path"] == "/readyz"]
+        assert readiness[:1] == [503]
+        assert 200 in readiness
 
     pids = [pid_of(p) for p in pods]
     assert all(pid is not None and alive(pid) for pid in pids)
@@ -112,15 +114,12 @@ def test_deployment_pods_are_probed_on_their_own_address_and_drain_on_delete(
     # It ended by itself after SIGTERM (its exit record), not by SIGKILL.
     assert [r["event"] for r in records(tmp_path, victim_name)][-2:] == ["SIGTERM", "exit"]
 
-    after = wait_for(
-        "a Ready replacement pod",
-        lambda: (
-            (ready := ready_pods(kube_cluster, namespace, 2))
-            and victim_name not in {p["metadata"]["name"] for p in ready}
-            and ready
-        ),
-        timeout=POD_TIMEOUT_SECONDS,
-    )
+    def replaced() -> list[dict[str, Any]] | None:
+        ready = ready_pods(kube_cluster, namespace, 2)
+        names = {p["metadata"]["name"] for p in ready or []}
+        return ready if ready and victim_name not in names else None
+
+    after = wait_for("a Ready replacement pod", replaced, timeout=POD_TIMEOUT_SECONDS)
     replacement = next(p for p in after if p["metadata"]["name"] != survivor["metadata"]["name"])
     assert replacement["status"]["podIP"] != survivor["status"]["podIP"]
     pids.append(pid_of(replacement))
@@ -156,7 +155,7 @@ def test_failing_liveness_probe_restarts_the_container(
     )
     pod = wait_for(
         "pod flaky Ready",
-        lambda: (p := get_pod(kube_cluster, namespace, "flaky")) and is_ready(p) and p,
+        lambda: pod_if(kube_cluster, namespace, "flaky", is_ready),
         timeout=POD_TIMEOUT_SECONDS,
     )
     first_pid = pid_of(pod)
@@ -184,7 +183,7 @@ def test_failing_liveness_probe_restarts_the_container(
     (tmp_path / "flaky.unhealthy").unlink()
     healthy = wait_for(
         "flaky Ready again after the restart",
-        lambda: (p := get_pod(kube_cluster, namespace, "flaky")) and is_ready(p) and p,
+        lambda: pod_if(kube_cluster, namespace, "flaky", is_ready),
         timeout=60,
     )
     assert container_status(healthy)["restartCount"] >= 1

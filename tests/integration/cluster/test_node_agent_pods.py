@@ -1,0 +1,379 @@
+"""Pod semantics of the node agent: env resolution, missing config, containers without a
+command, restart policies with back-off, the grace period before SIGKILL, force deletion."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.waiting import wait_for
+from tests.integration.cluster.node_agent_support import (
+    alive,
+    container_status,
+    get_pod,
+    pid_of,
+    pod_if,
+)
+
+pytestmark = pytest.mark.cluster
+
+POD_TIMEOUT_SECONDS = 90.0
+
+DUMP_ENV = (
+    "import json, os, sys; "
+    "json.dump({'env': dict(os.environ), 'argv': sys.argv[1:], 'cwd': os.getcwd()}, "
+    "open(os.environ['OUT'], 'w')); print('env dumped')"
+)
+
+
+def apply(cluster: LocalCluster, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def pod_manifest(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "env-test"}},
+        "spec": {"terminationGracePeriodSeconds": 5, **spec},
+    }
+
+
+def phase_is(*phases: str) -> Any:
+    return lambda pod: (pod.get("status") or {}).get("phase") in phases
+
+
+def waiting_reason(pod: dict[str, Any]) -> str | None:
+    waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
+    return waiting.get("reason")
+
+
+def test_env_is_resolved_like_the_kubelet_and_waits_for_a_missing_secret(
+    kube_cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "env.json"
+    apply(
+        kube_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": namespace},
+            "data": {"queue": "emails", "LEVEL": "debug"},
+        },
+    )
+    container = {
+        "name": "dump",
+        "image": "example.invalid/not-pulled:1",
+        "command": ["python", "-c", DUMP_ENV],
+        "args": ["--queue=$(QUEUE)", "$$(QUEUE)"],
+        "workingDir": str(tmp_path),
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "OUT", "value": str(out)},
+            {"name": "DSN", "valueFrom": {"secretKeyRef": {"name": "db", "key": "dsn"}}},
+            {
+                "name": "QUEUE",
+                "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "queue"}},
+            },
+            {
+                "name": "MISSING_OK",
+                "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "x", "optional": True}},
+            },
+            {"name": "TARGET", "value": "$(QUEUE)@$(DSN)"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        ],
+    }
+    apply(
+        kube_cluster,
+        pod_manifest(namespace, "dump", {"restartPolicy": "Never", "containers": [container]}),
+    )
+
+    blocked = wait_for(
+        "CreateContainerConfigError while secret db is missing",
+        lambda: pod_if(
+            kube_cluster,
+            namespace,
+            "dump",
+            lambda p: waiting_reason(p) == "CreateContainerConfigError",
+        ),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    message = container_status(blocked)["state"]["waiting"]["message"]
+    assert '"db"' in message
+    assert "'dsn'" in message
+    assert blocked["status"]["phase"] == "Pending"
+    assert not out.exists()
+
+    secret = {"dsn": base64.b64encode(b"postgres://db/app").decode()}
+    apply(
+        kube_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": namespace},
+            "data": secret,
+        },
+    )
+    done = wait_for(
+        "pod dump Succeeded once the secret exists",
+        lambda: pod_if(kube_cluster, namespace, "dump", phase_is("Succeeded", "Failed")),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    assert done["status"]["phase"] == "Succeeded"
+    terminated = container_status(done)["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+
+    dumped = json.loads(out.read_text())
+    env = dumped["env"]
+    assert env["DSN"] == "postgres://db/app"
+    assert env["QUEUE"] == "emails"
+    assert env["TARGET"] == "emails@postgres://db/app"
+    assert "MISSING_OK" not in env
+    assert (env["CFG_queue"], env["CFG_LEVEL"]) == ("emails", "debug")
+    assert env["POD_NAME"] == "dump"
+    assert env["POD_NAMESPACE"] == namespace
+    assert env["POD_UID"] == done["metadata"]["uid"]
+    assert env["POD_IP"] == done["status"]["podIP"]
+    assert env["NODE"] == done["spec"]["nodeName"]
+    assert env["SA"] == "default"
+    assert env["APP"] == "env-test"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["PATH"].split(":")[0].endswith(".venv/bin")
+    assert dumped["argv"] == ["--queue=emails", "$(QUEUE)"]
+    assert dumped["cwd"] == str(tmp_path)
+    log_file = kube_cluster.logs_dir / f"{namespace}_dump_dump.log"
+    assert "env dumped" in log_file.read_text()
+
+
+def test_container_without_command_reports_why(kube_cluster: LocalCluster, namespace: str) -> None:
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace, "imageonly", {"containers": [{"name": "main", "image": "nginx:1.27"}]}
+        ),
+    )
+    pod = wait_for(
+        "waiting reason NoCommand",
+        lambda: pod_if(
+            kube_cluster, namespace, "imageonly", lambda p: waiting_reason(p) == "NoCommand"
+        ),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    message = container_status(pod)["state"]["waiting"]["message"]
+    assert "command" in message
+    assert "nginx:1.27" in message
+    assert pod["status"]["phase"] == "Pending"
+
+
+def test_restart_policies(kube_cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:
+    counter = tmp_path / "attempts"
+    # Fails on its first run, succeeds on its second.
+    second_time_lucky = (
+        "import os, sys; p = os.environ['COUNTER']; "
+        "n = int(open(p).read()) if os.path.exists(p) else 0; "
+        "open(p, 'w').write(str(n + 1)); sys.exit(0 if n else 7)"
+    )
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "never",
+            {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "x",
+                        "command": ["python", "-c", "raise SystemExit(3)"],
+                    }
+                ],
+            },
+        ),
+    )
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "onfailure",
+            {
+                "restartPolicy": "OnFailure",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "x",
+                        "command": ["python", "-c", second_time_lucky],
+                        "env": [{"name": "COUNTER", "value": str(counter)}],
+                    }
+                ],
+            },
+        ),
+    )
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "missing",
+            {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "x", "command": ["no-such-program-here"]}],
+            },
+        ),
+    )
+
+    never = wait_for(
+        "pod never Failed",
+        lambda: pod_if(kube_cluster, namespace, "never", phase_is("Failed", "Succeeded")),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    assert never["status"]["phase"] == "Failed"
+    status = container_status(never)
+    assert status["state"]["terminated"]["exitCode"] == 3
+    assert status["state"]["terminated"]["reason"] == "Error"
+    assert status["restartCount"] == 0
+
+    onfailure = wait_for(
+        "pod onfailure Succeeded after one restart",
+        lambda: pod_if(kube_cluster, namespace, "onfailure", phase_is("Failed", "Succeeded")),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    assert onfailure["status"]["phase"] == "Succeeded"
+    status = container_status(onfailure)
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 7
+    assert counter.read_text() == "2"
+
+    missing = wait_for(
+        "pod missing Failed",
+        lambda: pod_if(kube_cluster, namespace, "missing", phase_is("Failed", "Succeeded")),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    terminated = container_status(missing)["state"]["terminated"]
+    assert terminated["reason"] == "StartError"
+    assert "no-such-program-here" in terminated["message"]
+
+
+def test_crash_loop_backs_off_and_counts_restarts(
+    kube_cluster: LocalCluster, namespace: str
+) -> None:
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "crasher",
+            {
+                "containers": [
+                    {"name": "main", "image": "x", "command": ["python", "-c", "exit(1)"]}
+                ]
+            },
+        ),
+    )
+    pod = wait_for(
+        "crasher restarted at least twice",
+        lambda: pod_if(
+            kube_cluster,
+            namespace,
+            "crasher",
+            lambda p: container_status(p).get("restartCount", 0) >= 2,
+        ),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    assert pod["status"]["phase"] == "Running"
+    backing_off = wait_for(
+        "crasher in CrashLoopBackOff",
+        lambda: pod_if(
+            kube_cluster, namespace, "crasher", lambda p: waiting_reason(p) == "CrashLoopBackOff"
+        ),
+        timeout=60,
+    )
+    status = container_status(backing_off)
+    assert status["state"]["waiting"]["message"].startswith("back-off ")
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert not status["ready"]
+
+
+def test_grace_period_ends_in_sigkill_before_the_object_goes(
+    kube_cluster: LocalCluster, namespace: str
+) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+    )
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "stubborn",
+            {
+                "terminationGracePeriodSeconds": 3,
+                "containers": [
+                    {"name": "main", "image": "x", "command": ["python", "-c", stubborn]}
+                ],
+            },
+        ),
+    )
+    pod = wait_for(
+        "stubborn running",
+        lambda: pod_if(kube_cluster, namespace, "stubborn", lambda p: pid_of(p) is not None),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    pid = pid_of(pod)
+    assert pid is not None
+    kube_cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=false")
+    # While the process ignores SIGTERM, the object stays (terminating).
+    terminating = get_pod(kube_cluster, namespace, "stubborn")
+    assert terminating is not None
+    assert terminating["metadata"].get("deletionTimestamp")
+    assert alive(pid)
+    observed_alive_after_gone = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        gone = get_pod(kube_cluster, namespace, "stubborn") is None
+        if gone:
+            observed_alive_after_gone.append(alive(pid))
+            break
+        time.sleep(0.2)
+    assert observed_alive_after_gone == [False]
+
+
+def test_force_deleted_pod_loses_its_process(kube_cluster: LocalCluster, namespace: str) -> None:
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "sleeper",
+            {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "x",
+                        "command": ["python", "-c", "import time; time.sleep(3600)"],
+                    }
+                ]
+            },
+        ),
+    )
+    pod = wait_for(
+        "sleeper running",
+        lambda: pod_if(kube_cluster, namespace, "sleeper", lambda p: pid_of(p) is not None),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    pid = pid_of(pod)
+    assert pid is not None
+    kube_cluster.kubectl(
+        "delete", "pod", "sleeper", "-n", namespace, "--grace-period=0", "--force", "--wait=false"
+    )
+    wait_for(f"pid {pid} of the force-deleted pod gone", lambda: not alive(pid), timeout=30)
