@@ -204,6 +204,24 @@ async def test_sigterm_with_a_short_grace_releases_the_job_without_a_failed_atte
     assert any(e["message"].startswith("job released") for e in worker.log_events())
 
 
+async def test_a_second_signal_releases_running_jobs_without_waiting_for_the_grace(
+    repository: Repository, db: asyncpg.Connection, queue_dsn: str, workers: list[Worker]
+) -> None:
+    worker = Worker(queue_dsn, concurrency=2, extra_env={"WORKERFLEET_SHUTDOWN_GRACE": "10m"})
+    workers.append(worker.start())
+    await wait_ready(worker)
+    job_id = await repository.enqueue(QUEUE, "slow_record", {"seconds": 600})
+    await eventually(lambda: _side_effects_started(db, job_id), "the job to start")
+    worker.signal(signal.SIGTERM)
+    await eventually(lambda: worker.probe("/readyz") == 503, "readiness to drop")
+    assert worker.process is not None
+    assert worker.process.poll() is None  # still waiting for the job
+    worker.signal(signal.SIGINT)
+    assert worker.wait_exit() == 0
+    row = await _job(db, job_id)
+    assert (row["state"], row["attempt"], row["last_error"]) == ("pending", 0, None)
+
+
 async def test_failures_are_retried_with_backoff_then_dead_lettered_with_the_error(
     repository: Repository, db: asyncpg.Connection, queue_dsn: str, workers: list[Worker]
 ) -> None:

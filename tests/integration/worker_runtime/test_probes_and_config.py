@@ -125,6 +125,10 @@ async def test_readyz_follows_the_database_down_and_back_without_a_restart(
         assert worker.process.poll() is None
         server.start()
         await eventually(lambda: worker.probe("/readyz") == 200, "readiness to return", 60)
+        # LISTEN reconnects too: the report is healthy again, not degraded to polling.
+        await eventually(
+            lambda: worker.get_json("/health")[1]["status"] == "healthy", "healthy again", 60
+        )
         # And it works again: a job enqueued now gets done by the same process.
         from workerfleet.worker.connector import Connector
 
