@@ -71,7 +71,13 @@ build_etcd() {
 build_helm() {
   [[ -x "$BIN_DIR/helm" ]] && return
   log "go install helm $HELM_VERSION"
-  GOBIN="$work/gobin" GOFLAGS="-buildvcs=false" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Without these, helm reports version "v3.x" and assumes Kubernetes v1.20 for
+  # `helm template`, refusing charts that require a newer kubeVersion.
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  GOBIN="$work/gobin" GOFLAGS="-buildvcs=false" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$work/gobin/helm" "$BIN_DIR/helm"
 }
 

@@ -10,6 +10,7 @@ idempotent and `down` leaves no process behind.
 from __future__ import annotations
 
 import base64
+import fcntl
 import importlib
 import json
 import os
@@ -131,6 +132,12 @@ class LocalCluster:
     def up(self) -> None:
         """Start whatever is not running; quick when everything already is."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Several test sessions may share one cluster: one of them starts it.
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._up_locked()
+
+    def _up_locked(self) -> None:
         self.logs_dir.mkdir(exist_ok=True)
         self.pki.ensure()
         ports = Ports.load_or_pick(self.state_dir / "ports.json")
