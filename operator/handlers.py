@@ -39,7 +39,12 @@ from workerfleet.operator.runtime import PoolState, Runtime
 from workerfleet.operator.views import DeploymentView, PodView, owning_pool
 
 WORKERPOOLS = (models.GROUP, models.VERSION, models.WORKERPOOL_PLURAL)
+# The timer wakes often but syncs only when due: every STATUS_INTERVAL_SECONDS, or sooner
+# (never more often than MIN_SYNC_INTERVAL_SECONDS) when the pool's pods or Deployment
+# changed, so a crashed worker shows in status within about two seconds.
+TIMER_INTERVAL_SECONDS = 1.0
 STATUS_INTERVAL_SECONDS = 5.0
+MIN_SYNC_INTERVAL_SECONDS = 2.0
 # A missing Secret is retried 1, 2, 4, ... seconds apart, but never less often than this.
 SECRET_BACKOFF_CAP_SECONDS = 30.0
 MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
@@ -83,10 +88,12 @@ def pool_state(memo: Any) -> PoolState:
 def worker_pods(
     namespace: str | None, meta: Mapping[str, Any], status: Mapping[str, Any], memo: Any, **_: Any
 ) -> dict[tuple[str, str], PodView] | None:
-    runtime_of(memo).activity.event()
+    runtime = runtime_of(memo)
+    runtime.activity.event()
     pool = owning_pool(meta)
     if pool is None:
         return None
+    runtime.child_changed(in_namespace(namespace), pool)
     return {(in_namespace(namespace), pool): PodView.from_body(meta, status)}
 
 
@@ -99,10 +106,12 @@ def worker_deployments(
     memo: Any,
     **_: Any,
 ) -> dict[tuple[str, str], DeploymentView] | None:
-    runtime_of(memo).activity.event()
+    runtime = runtime_of(memo)
+    runtime.activity.event()
     pool = owning_pool(meta)
     if pool is None:
         return None
+    runtime.child_changed(in_namespace(namespace), pool)
     return {(in_namespace(namespace), pool): DeploymentView.from_body(meta, spec, status)}
 
 
@@ -117,6 +126,7 @@ def pool_event(
     if event.get("type") == "DELETED":
         activity.gone(key)
         metrics.forget_pool(in_namespace(namespace), name)
+        runtime_of(memo).changed_at.pop((in_namespace(namespace), name), None)
         return
     activity.event(key)
     activity.observed(key, body.get("status") or {})
@@ -247,6 +257,7 @@ async def sync_pool(
     runtime = runtime_of(memo)
     state = pool_state(memo)
     async with state.lock:
+        state.synced_at = time.monotonic()
         key = (namespace, name)
         raw_spec = body.get("spec") or {}
         parsed = validation.parse_pool(name, raw_spec)
@@ -350,7 +361,17 @@ async def reconcile_pool(
         metrics.RECONCILE_SECONDS.labels(kind="WorkerPool").observe(time.monotonic() - started)
 
 
-@kopf.timer(*WORKERPOOLS, interval=STATUS_INTERVAL_SECONDS, sharp=True)
+def sync_due(synced_at: float | None, changed_at: float | None, now: float) -> bool:
+    """Whether the timer should sync now (pure, see TIMER_INTERVAL_SECONDS)."""
+    if synced_at is None:
+        return True
+    since = now - synced_at
+    if since >= STATUS_INTERVAL_SECONDS:
+        return True
+    return changed_at is not None and changed_at > synced_at and since >= MIN_SYNC_INTERVAL_SECONDS
+
+
+@kopf.timer(*WORKERPOOLS, interval=TIMER_INTERVAL_SECONDS, sharp=True)
 async def pool_tick(
     memo: Any,
     body: Any,
@@ -362,8 +383,12 @@ async def pool_tick(
     worker_deployments: Mapping[Any, Any] = NO_INDEX,
     **_: Any,
 ) -> None:
-    runtime_of(memo).activity.tick()
+    runtime = runtime_of(memo)
+    runtime.activity.tick()
     started = time.monotonic()
+    where = in_namespace(namespace)
+    if not sync_due(pool_state(memo).synced_at, runtime.changed_at.get((where, name)), started):
+        return
     result = "ok"
     try:
         problem = await sync_pool(

@@ -45,7 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         prefix=models.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
-    settings.watching.server_timeout = ours.watch_server_timeout
+    settings.watching.server_timeout = int(ours.watch_server_timeout)  # the API wants an integer
     settings.watching.client_timeout = ours.watch_server_timeout + WATCH_CLIENT_MARGIN_SECONDS
     settings.watching.inactivity_timeout = ours.watch_inactivity_timeout
     settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT_SECONDS
@@ -102,6 +102,9 @@ def setup_logging(settings: OperatorSettings) -> None:
         log_refkey="object",
     )
     logging.getLogger().setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # kopf logs every handler and timer success per object at INFO: once a second per pool.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # aiohttp's access log and the kubernetes client's debug chatter are noise here.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

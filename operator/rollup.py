@@ -282,8 +282,15 @@ def rollup(obs: Observation) -> Rollup:
 def events_for(changes: Sequence[conditions.Transition]) -> list[Event]:
     """Kubernetes Events for condition transitions worth telling a person about."""
     events = []
+    queue_changed = any(c.type == reasons.QUEUE_REACHABLE for c in changes)
     for change in changes:
         first = change.before is None
+        if (
+            change.type == reasons.DEGRADED
+            and queue_changed
+            and (change.reason == reasons.QUEUE_UNREACHABLE or change.after == "False")
+        ):
+            continue  # the QueueReachable event tells the same story
         if change.type == reasons.AVAILABLE and not first:
             if change.after == "True":
                 events.append(Event("Normal", reasons.EVENT_AVAILABLE, change.message))

@@ -7,6 +7,7 @@ One Runtime per operator process, handed to kopf as the operator-level memo
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,6 +27,11 @@ class Runtime:
     inspector: QueueInspector
     activity: Activity
     ready: list[bool] = field(default_factory=lambda: [False])
+    changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
+
+    def child_changed(self, namespace: str, pool: str) -> None:
+        self.changed_at[(namespace, pool)] = time.monotonic()
 
     @classmethod
     def create(cls, settings: OperatorSettings) -> Runtime:
@@ -59,6 +65,8 @@ class PoolState:
     queue_failures: int = 0
     queue_retry_at: float = 0.0
     queue_problem: QueueProblem | None = None
+    synced_at: float | None = None
+    """When the last sync started (monotonic)."""
 
 
 @dataclass

@@ -173,10 +173,10 @@ def test_unreachable_queue_keeps_last_stats_and_recovers_with_events() -> None:
     assert broken.status["health"] == "QueueUnreachable"
     assert broken.status["queue"] == healthy["queue"]  # the last good figures stay
     kinds = [(e.type, e.reason) for e in broken.events]
-    assert ("Warning", reasons.EVENT_QUEUE_UNREACHABLE) in kinds
+    assert kinds == [("Warning", reasons.EVENT_QUEUE_UNREACHABLE)]
     fixed = rollup.rollup(observe(previous={**healthy, **broken.status}))
     assert condition(fixed.status, "QueueReachable")["status"] == "True"
-    assert ("Normal", reasons.EVENT_QUEUE_REACHABLE) in [(e.type, e.reason) for e in fixed.events]
+    assert [(e.type, e.reason) for e in fixed.events] == [("Normal", reasons.EVENT_QUEUE_REACHABLE)]
 
 
 def test_queue_unreachable_from_the_start_is_reported() -> None:
