@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster import agent_restart
-from tests.cluster.agent_api import ApiError, KubeApi, with_retries
+from tests.cluster.agent_api import MERGE_PATCH, ApiError, KubeApi, with_retries
 from tests.cluster.agent_container import ContainerRunner, PodContext
 from tests.cluster.agent_ips import HOST_IP, AddressAllocator
 from tests.cluster.agent_processes import ProcessRegistry, terminate_groups
@@ -128,6 +128,7 @@ class PodWorker(threading.Thread):
         terminal = status.get("phase") in TERMINAL_PHASES
         if not terminal:
             self._pod_ip = self._acquire_address(pod)
+            self._move_address(pod)
             if status.get("startTime"):
                 self._start_time = parse_time(status["startTime"])
             self._create_runners(pod)
@@ -159,6 +160,29 @@ class PodWorker(threading.Thread):
             if published and self._services.addresses.adopt(self.uid, published):
                 return str(published)
             return self._services.addresses.allocate(self.uid)
+
+    def _move_address(self, pod: JsonDict) -> None:
+        """A pod resumed after an agent restart may have lost its address to another
+        local cluster: publish the new one (a merge patch, as a strategic merge would
+        add to podIPs rather than replace it)."""
+        published = (pod.get("status") or {}).get("podIP")
+        if not published or published == self._pod_ip:
+            return
+        log.warning(
+            "pod %s: address %s is taken; moving to %s", pod_key(pod), published, self._pod_ip
+        )
+        metadata = pod["metadata"]
+        path = f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}/status"
+        body = {"status": {"podIP": self._pod_ip, "podIPs": [{"ip": self._pod_ip}]}}
+        try:
+            with_retries(
+                lambda: self._services.api.patch(path, body, MERGE_PATCH),
+                f"move address of {pod_key(pod)}",
+                self._services.stop,
+                attempts=5,
+            )
+        except ApiError as error:
+            log.error("pod %s: could not publish its new address: %s", pod_key(pod), error)
 
     def _release_address(self) -> None:
         if self._address_released:

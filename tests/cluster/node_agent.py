@@ -27,8 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.cluster.agent_address_claims import MachineClaims, default_claims_dir
 from tests.cluster.agent_api import ApiError, KubeApi
-from tests.cluster.agent_ips import AddressAllocator
+from tests.cluster.agent_ips import AddressAllocator, AddressClaims, UnsharedClaims
 from tests.cluster.agent_node import NodeHeartbeat, gather_facts
 from tests.cluster.agent_node_status import parse_taints
 from tests.cluster.agent_pod import AgentServices, PodWorker, pod_key
@@ -71,6 +72,22 @@ def base_environment(environ: dict[str, str] | os._Environ[str], path: str) -> d
     }
 
 
+def machine_claims(state_dir: Path) -> AddressClaims:
+    """Address claims shared with every agent on this machine, if the claims directory
+    is usable; otherwise this agent's own bookkeeping only."""
+    directory = default_claims_dir()
+    try:
+        return MachineClaims(directory, state_dir)
+    except OSError as error:
+        log.warning(
+            "address claims directory %s unusable (%s): addresses are not "
+            "coordinated with other local clusters",
+            directory,
+            error,
+        )
+        return UnsharedClaims()
+
+
 class NodeAgent:
     def __init__(
         self,
@@ -93,7 +110,7 @@ class NodeAgent:
         self.services = AgentServices(
             api=self.api,
             registry=self.registry,
-            addresses=AddressAllocator(),
+            addresses=AddressAllocator(machine_claims(state_dir)),
             addresses_lock=threading.Lock(),
             log_dir=log_dir,
             base_env=base_environment(os.environ, path),
@@ -175,15 +192,20 @@ class NodeAgent:
         """List, then watch from the list's resourceVersion; relist on 410 Gone or on
         any failure, with capped back-off."""
         delay = WATCH_RETRY_INITIAL_SECONDS
+        failing = False
         while not self.stop.is_set():
             try:
                 version: str | None = self._relist()
-                delay = WATCH_RETRY_INITIAL_SECONDS
+                if failing:
+                    log.info("pod watch recovered: relisted at resourceVersion %s", version)
+                delay, failing = WATCH_RETRY_INITIAL_SECONDS, False
                 while not self.stop.is_set() and version is not None:
                     version = self._watch_once(version)
             except ApiError as error:
+                failing = True
                 log.warning("pod watch failed (%s); relisting in %.1fs", error, delay)
             except Exception:
+                failing = True
                 log.exception("pod watch error; relisting in %.1fs", delay)
             if self.stop.wait(delay):
                 return
@@ -258,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s node-agent [%(threadName)s] %(message)s",
     )
+    # urllib3 logs every transport retry; the agent logs the failed call once itself.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     try:

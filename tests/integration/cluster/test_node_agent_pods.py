@@ -377,3 +377,35 @@ def test_force_deleted_pod_loses_its_process(kube_cluster: LocalCluster, namespa
         "delete", "pod", "sleeper", "-n", namespace, "--grace-period=0", "--force", "--wait=false"
     )
     wait_for(f"pid {pid} of the force-deleted pod gone", lambda: not alive(pid), timeout=30)
+
+
+def test_init_containers_run_in_order_before_the_containers(
+    kube_cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+
+    def step(name: str) -> dict[str, Any]:
+        append = f"open({str(journal)!r}, 'a').write({name!r} + '\\n')"
+        return {"name": name, "image": "x", "command": ["python", "-c", append]}
+
+    main = step("main")
+    main["command"][-1] += "; import time; time.sleep(3600)"
+    apply(
+        kube_cluster,
+        pod_manifest(
+            namespace,
+            "initialized",
+            {"initContainers": [step("first"), step("second")], "containers": [main]},
+        ),
+    )
+    pod = wait_for(
+        "initialized Running",
+        lambda: pod_if(kube_cluster, namespace, "initialized", lambda p: pid_of(p) is not None),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    wait_for("main wrote its line", lambda: "main" in journal.read_text(), timeout=30)
+    assert journal.read_text().split() == ["first", "second", "main"]
+    init_states = [s["state"] for s in pod["status"]["initContainerStatuses"]]
+    assert [s["terminated"]["exitCode"] for s in init_states] == [0, 0]
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Initialized"] == "True"

@@ -52,3 +52,32 @@ def test_exhaustion_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     allocator.allocate("b")
     with pytest.raises(AddressPoolExhausted):
         allocator.allocate("c")
+
+
+class TakenElsewhere:
+    """Claims as another local cluster would hold them."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = set(taken)
+        self.released: list[str] = []
+
+    def claim(self, address: str, uid: str) -> bool:
+        if address in self.taken:
+            return False
+        self.taken.add(address)
+        return True
+
+    def release(self, address: str) -> None:
+        self.released.append(address)
+        self.taken.discard(address)
+
+
+def test_addresses_claimed_by_other_clusters_are_skipped() -> None:
+    claims = TakenElsewhere({"127.0.0.2", "127.0.0.4"})
+    allocator = AddressAllocator(claims)
+    assert allocator.allocate("a") == "127.0.0.3"
+    assert allocator.allocate("b") == "127.0.0.5"
+    assert not allocator.adopt("c", "127.0.0.4")
+    allocator.release("a")
+    assert claims.released == ["127.0.0.3"]
+    assert allocator.allocate("d") == "127.0.0.3"
