@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 import pydantic
+from kubernetes.config import ConfigException
 
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
 from workerfleet.operator import health, models
@@ -109,8 +110,7 @@ def setup_logging(settings: OperatorSettings) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-async def run(settings: OperatorSettings) -> None:
-    runtime = Runtime.create(settings)
+async def run(settings: OperatorSettings, runtime: Runtime) -> None:
     server = await health.serve(
         health.application(runtime.activity, runtime.ready),
         settings.health_host,
@@ -141,8 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 1
     setup_logging(settings)
+    try:
+        runtime = Runtime.create(settings)
+    except ConfigException as error:
+        print(f"workerfleet-operator: no Kubernetes credentials: {error}", file=sys.stderr)
+        return 1
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, runtime))
     return 0
 
 

@@ -542,7 +542,8 @@ class WorkerPoolStatus(StatusModel):
 class LabelSelectorRequirement(ApiModel):
     cel_rules = (
         Rule(
-            "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0",
+            "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) "
+            ": (!has(self.values) || size(self.values) == 0)",
             "matchExpressions: In and NotIn need values, Exists and DoesNotExist take none",
             lambda r: (len(r.values) > 0) == (r.operator in ("In", "NotIn")),
             ".values",
