@@ -150,7 +150,8 @@ def test_missing_required_fields_are_named(crds: LocalCluster, namespace: str) -
     ):
         code, output = create(crds, without(pool(namespace), *path))
         assert code != 0, field
-        assert field in output and "Required" in output, output
+        assert field in output, output
+        assert "Required" in output, output
 
 
 def test_pool_name_too_long_for_its_service(crds: LocalCluster, namespace: str) -> None:
