@@ -80,3 +80,7 @@ DEMO_SECONDS ?=
 .PHONY: demo
 demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
 	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m workerfleet.operator.demo
+
+.PHONY: bench-worker
+bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
+	$(BIN)/python bench/bench_worker.py
