@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ class PodContext:
     termination_grace_seconds: float
     log_dir: Path
     base_env: Mapping[str, str]
+    node: agent_env.NodeAllocatable = field(default_factory=agent_env.NodeAllocatable)
 
     def log_path(self, container: str) -> Path:
         return self.log_dir / f"{self.namespace}_{self.pod_name}_{container}.log"
@@ -378,6 +379,7 @@ class ContainerRunner(threading.Thread):
             self.container,
             sources,
             agent_env.PodAddresses(self._context.pod_ip, self._context.host_ip),
+            self._context.node,
         )
         spec = pod.get("spec") or {}
         base = {

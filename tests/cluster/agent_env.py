@@ -8,8 +8,11 @@ process table.
 from __future__ import annotations
 
 import base64
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 JsonDict = dict[str, Any]
@@ -54,6 +57,49 @@ class PodAddresses:
 
     pod_ip: str
     host_ip: str
+
+
+@dataclass(frozen=True)
+class NodeAllocatable:
+    """What a resourceFieldRef to an unset limit reads, as with the kubelet."""
+
+    cpu: str = "1"
+    memory: str = "1Gi"
+    ephemeral_storage: str = "1Gi"
+
+
+_QUANTITY = re.compile(
+    r"^(?P<number>[+-]?(?:\d+\.?\d*|\.\d+))(?P<exponent>[eE][+-]?\d+)?(?P<suffix>[a-zA-Z]{0,2})$"
+)
+_QUANTITY_SUFFIXES: dict[str, Decimal] = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "1.5Gi", "1e3") as a number."""
+    match = _QUANTITY.match(str(text).strip())
+    if not match or match["suffix"] not in _QUANTITY_SUFFIXES:
+        raise ContainerConfigError(f"{text!r} is not a resource quantity (e.g. 500m, 2, 128Mi)")
+    value = Decimal(match["number"]) * _QUANTITY_SUFFIXES[match["suffix"]]
+    if match["exponent"]:
+        value *= Decimal(10) ** int(match["exponent"][1:])
+    return value
 
 
 def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:
@@ -164,11 +210,45 @@ def _subscript(field_path: str, prefix: str) -> str | None:
     return None
 
 
+def resource_field_value(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    selector: Mapping[str, Any],
+    node: NodeAllocatable,
+) -> str:
+    """A resourceFieldRef: the container's limit or request divided by the divisor and
+    rounded up; an unset limit reads the node's allocatable, as with the kubelet."""
+    resource = str(selector.get("resource", ""))
+    kind, _, name = resource.partition(".")
+    if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
+        raise ContainerConfigError(
+            f"resourceFieldRef {resource!r} is not supported (limits|requests . "
+            "cpu|memory|ephemeral-storage)"
+        )
+    target_name = selector.get("containerName") or container.get("name")
+    target = next(
+        (
+            c
+            for c in (pod.get("spec") or {}).get("containers") or []
+            if c.get("name") == target_name
+        ),
+        container,
+    )
+    resources = (target.get("resources") or {}).get(kind) or {}
+    fallback = {"cpu": node.cpu, "memory": node.memory, "ephemeral-storage": node.ephemeral_storage}
+    raw = resources.get(name, fallback[name] if kind == "limits" else "0")
+    divisor = parse_quantity(str(selector.get("divisor") or "1"))
+    if divisor <= 0:
+        raise ContainerConfigError(f"resourceFieldRef {resource!r}: divisor must be positive")
+    return str(math.ceil(parse_quantity(str(raw)) / divisor))
+
+
 def resolve_container_env(
     pod: Mapping[str, Any],
     container: Mapping[str, Any],
     sources: EnvSources,
     addresses: PodAddresses,
+    node: NodeAllocatable | None = None,
 ) -> dict[str, str]:
     """The container's environment, in kubelet order: envFrom entries first (later ones
     win), then env entries, each `value` expanded against what is defined so far.
@@ -179,6 +259,11 @@ def resolve_container_env(
     for var in container.get("env") or []:
         name = var.get("name", "")
         if "valueFrom" in var and var["valueFrom"] is not None:
+            if var["valueFrom"].get("resourceFieldRef"):
+                env[name] = resource_field_value(
+                    pod, container, var["valueFrom"]["resourceFieldRef"], node or NodeAllocatable()
+                )
+                continue
             value = _value_from(pod, name, var["valueFrom"], sources, addresses)
             if value is None:
                 continue
@@ -235,7 +320,7 @@ def _value_from(
         return values[key]
     raise ContainerConfigError(
         f"env {var_name}: valueFrom {sorted(value_from)} is not supported by the local node agent "
-        "(supported: fieldRef, secretKeyRef, configMapKeyRef)"
+        "(supported: fieldRef, resourceFieldRef, secretKeyRef, configMapKeyRef)"
     )
 
 

@@ -51,8 +51,15 @@ def _os_image() -> str:
 
 
 def gather_facts(
-    api: KubeApi, node_name: str, state_dir: Path, stop: threading.Event
+    api: KubeApi,
+    node_name: str,
+    state_dir: Path,
+    stop: threading.Event,
+    cpu: int | None = None,
+    memory_bytes: int | None = None,
 ) -> spec.NodeFacts:
+    """The machine as the Node reports it; cpu and memory_bytes override what the
+    machine has (a small CI box can then still schedule a large fleet)."""
     try:
         version = with_retries(lambda: api.get("/version"), "read apiserver version", stop)
         kubelet_version = str(version.get("gitVersion") or FALLBACK_KUBELET_VERSION)
@@ -61,8 +68,8 @@ def gather_facts(
     machine_id = _read("/etc/machine-id", "") or _read("/var/lib/dbus/machine-id", "local-node")
     return spec.NodeFacts(
         name=node_name,
-        cpu_count=os.cpu_count() or 1,
-        memory_bytes=_memory_bytes(),
+        cpu_count=cpu or os.cpu_count() or 1,
+        memory_bytes=memory_bytes or _memory_bytes(),
         ephemeral_storage_bytes=shutil.disk_usage(state_dir).total,
         architecture=spec.kube_architecture(platform.machine()),
         kernel_version=platform.release(),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.cluster.agent_env import NodeAllocatable
 from tests.cluster.agent_ips import HOST_IP
 from tests.cluster.agent_status import format_time
 
@@ -46,6 +47,15 @@ class NodeFacts:
     boot_id: str
     kubelet_version: str
     hostname: str
+
+
+def allocatable(facts: NodeFacts) -> NodeAllocatable:
+    resources = capacity(facts)
+    return NodeAllocatable(
+        cpu=resources["cpu"],
+        memory=resources["memory"],
+        ephemeral_storage=resources["ephemeral-storage"],
+    )
 
 
 def capacity(facts: NodeFacts) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from tests.cluster import agent_restart
 from tests.cluster.agent_api import MERGE_PATCH, ApiError, KubeApi, with_retries
 from tests.cluster.agent_container import ContainerRunner, PodContext
+from tests.cluster.agent_env import NodeAllocatable
 from tests.cluster.agent_ips import HOST_IP, AddressAllocator
 from tests.cluster.agent_processes import ProcessRegistry, terminate_groups
 from tests.cluster.agent_status import (
@@ -54,6 +55,7 @@ class AgentServices:
     base_env: Mapping[str, str]
     stop: threading.Event
     on_done: Callable[[str], None]
+    node: NodeAllocatable = field(default_factory=NodeAllocatable)
 
 
 def termination_grace_seconds(pod: Mapping[str, Any]) -> float:
@@ -206,6 +208,7 @@ class PodWorker(threading.Thread):
             ),
             log_dir=self._services.log_dir,
             base_env=self._services.base_env,
+            node=self._services.node,
         )
         status = pod.get("status") or {}
         now = _now()

@@ -31,7 +31,7 @@ from tests.cluster.agent_address_claims import MachineClaims, default_claims_dir
 from tests.cluster.agent_api import ApiError, KubeApi
 from tests.cluster.agent_ips import AddressAllocator, AddressClaims, UnsharedClaims
 from tests.cluster.agent_node import NodeHeartbeat, gather_facts
-from tests.cluster.agent_node_status import parse_taints
+from tests.cluster.agent_node_status import allocatable, parse_taints
 from tests.cluster.agent_pod import AgentServices, PodWorker, pod_key
 from tests.cluster.agent_processes import (
     ProcessRegistry,
@@ -97,7 +97,11 @@ class NodeAgent:
         log_dir: Path,
         shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
         taints: Sequence[JsonDict] = (),
+        cpu: int | None = None,
+        memory_bytes: int | None = None,
     ) -> None:
+        self.cpu = cpu
+        self.memory_bytes = memory_bytes
         self.node_name = node_name
         self.taints = list(taints)
         self.state_dir = state_dir
@@ -127,7 +131,10 @@ class NodeAgent:
         leftovers = kill_leftover_pod_processes(self.state_dir)
         if leftovers:
             log.info("killed %d process group(s) left by a previous agent", len(leftovers))
-        facts = gather_facts(self.api, self.node_name, self.state_dir, self.stop)
+        facts = gather_facts(
+            self.api, self.node_name, self.state_dir, self.stop, self.cpu, self.memory_bytes
+        )
+        self.services.node = allocatable(facts)
         heartbeat = NodeHeartbeat(self.api, facts, self.stop, self.taints)
         try:
             heartbeat.register()
@@ -269,6 +276,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help="taints for a newly registered node: key[=value]:Effect,... (default: none)",
     )
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="cpu capacity to report (default: os.cpu_count())"
+    )
+    parser.add_argument(
+        "--memory-mib",
+        type=int,
+        default=None,
+        help="memory capacity to report in MiB (default: the machine's MemTotal)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -296,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log_dir,
         args.shutdown_grace,
         taints,
+        args.cpu,
+        args.memory_mib * 1024 * 1024 if args.memory_mib else None,
     )
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)

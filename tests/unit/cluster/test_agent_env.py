@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -10,12 +11,14 @@ import pytest
 from tests.cluster.agent_env import (
     ContainerConfigError,
     EnvSources,
+    NodeAllocatable,
     PodAddresses,
     SourceRef,
     config_map_values,
     expand,
     expand_command,
     field_ref_value,
+    parse_quantity,
     process_env,
     referenced_sources,
     resolve_container_env,
@@ -223,3 +226,55 @@ def test_process_env_is_base_overridden_by_container() -> None:
         "PYTHONUNBUFFERED": "1",
         "X": "1",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("1.5Gi", Decimal(1.5 * 2**30)),
+        ("128Mi", Decimal(128 * 2**20)),
+        ("1k", Decimal(1000)),
+        ("1e3", Decimal(1000)),
+        ("1E", Decimal(10**18)),
+    ],
+)
+def test_quantities(text: str, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+def test_bad_quantity_is_a_config_error() -> None:
+    with pytest.raises(ContainerConfigError, match="12 cores"):
+        parse_quantity("12 cores")
+
+
+def test_resource_field_refs_read_limits_requests_or_node_allocatable() -> None:
+    container = {
+        "name": "main",
+        "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "250m"}},
+        "env": [
+            {
+                "name": "MEM_MI",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+            {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+            {
+                "name": "CPU_REQ_M",
+                "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}},
+            },
+        ],
+    }
+    pod = {**POD, "spec": {**POD["spec"], "containers": [container]}}
+    env = resolve_container_env(pod, container, NO_SOURCES, ADDRESSES, NodeAllocatable(cpu="4"))
+    assert env == {"MEM_MI": "256", "CPU_LIMIT": "4", "CPU_REQ": "1", "CPU_REQ_M": "250"}
+
+
+def test_unsupported_resource_field_ref_names_the_resource() -> None:
+    container = {
+        "name": "c",
+        "env": [{"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}],
+    }
+    with pytest.raises(ContainerConfigError, match=r"limits\.gpu"):
+        resolve(container)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.cluster.agent_node_status import (
     NodeFacts,
+    allocatable,
     kube_architecture,
     lease_manifest,
     lease_renewal,
@@ -95,3 +96,8 @@ def test_taints_are_parsed_like_register_with_taints() -> None:
     ]
     with pytest.raises(ValueError, match="Effect"):
         parse_taints("a=b:Sometimes")
+
+
+def test_allocatable_feeds_resource_field_refs() -> None:
+    node = allocatable(FACTS)
+    assert (node.cpu, node.memory) == ("2", "8388608Ki")
