@@ -40,6 +40,7 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     connector.DatabaseUnavailable,
 )
+CLAIM_COOLDOWN_SECONDS = 0.005
 RECONNECT_INITIAL_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 10.0
 # How long a finished job keeps trying to record its end while the database is down.
@@ -115,6 +116,8 @@ class JobLoop:
         self.stop_fetching = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: dict[JobKey, asyncio.Task[None]] = {}
+        # Jobs whose end is being written: a heartbeat that misses them raced that write.
+        self._ending: set[JobKey] = set()
         self._claim_backoff = Backoff()
 
     # -- waking and stopping -------------------------------------------------
@@ -149,6 +152,11 @@ class JobLoop:
             if free <= 0:
                 await self._sleep(self.settings.poll_interval)
                 continue
+            if free < self.settings.concurrency / 2:
+                # Busy: let a few more slots free up so one claim fills several of them,
+                # instead of one round trip per finished job.
+                await asyncio.sleep(CLAIM_COOLDOWN_SECONDS)
+                free = self.settings.concurrency - len(self._tasks)
             jobs = await self._claim(free)
             if jobs is None:
                 await self._sleep(self._claim_backoff.next_delay())
@@ -214,6 +222,8 @@ class JobLoop:
         self._wake.set()
 
     def _note_fenced(self, key: JobKey) -> None:
+        if key in self._ending:
+            return  # the write itself will tell (and count) whether we still held it
         if key not in self.state.fenced_ids and key in self.state.running:
             self.state.fenced_ids.add(key)
             log.warning(
@@ -255,6 +265,7 @@ class JobLoop:
         finally:
             self.state.running.pop(key, None)
             self.state.fenced_ids.discard(key)
+            self._ending.discard(key)
 
     async def _execute(self, job: Job, ref: JobRef, logger: BoundLogger, started: float) -> None:
         context = tasks.JobContext(
@@ -267,10 +278,6 @@ class JobLoop:
             logger=logger,
         )
         try:
-            if not self.handler.knows(job.task):
-                raise handlers.UnknownTaskError(
-                    handlers.unknown_task_message(job.task, getattr(self.handler, "registry", {}))
-                )
             result = await self._call_handler(context, job.payload)
             json.dumps(result)  # a result the database cannot store fails the job here
         except asyncio.CancelledError:
@@ -308,7 +315,9 @@ class JobLoop:
         if (job.id, job.attempt) in self.state.fenced_ids:
             self._dropped_as_fenced(job, logger, started)
             return
-        recorded = await self._record_end("complete", lambda: self.repository.complete(ref, result))
+        recorded = await self._record_end(
+            (job.id, job.attempt), "complete", lambda: self.repository.complete(ref, result)
+        )
         if recorded is None:
             return
         duration = time.monotonic() - started
@@ -342,7 +351,9 @@ class JobLoop:
             self.settings.retry_jitter,
         )
         outcome = await self._record_end(
-            "fail", lambda: self._write_failure(ref, error, trace, delay, permanent)
+            (job.id, job.attempt),
+            "fail",
+            lambda: self._write_failure(ref, error, trace, delay, permanent),
         )
         if outcome is None:
             return
@@ -376,7 +387,9 @@ class JobLoop:
         if (job.id, job.attempt) in self.state.fenced_ids:
             self._dropped_as_fenced(job, logger, started)
             return
-        released = await self._record_end("release", lambda: self.repository.release(ref))
+        released = await self._record_end(
+            (job.id, job.attempt), "release", lambda: self.repository.release(ref)
+        )
         if released is None:
             return
         if not released:
@@ -387,8 +400,11 @@ class JobLoop:
         self.metrics.observe_duration(job.queue, job.task, "released", time.monotonic() - started)
         logger.warning("job released back to pending: the shutdown grace period ended")
 
-    async def _record_end(self, operation: str, write: Callable[[], Awaitable[T]]) -> T | None:
+    async def _record_end(
+        self, key: JobKey, operation: str, write: Callable[[], Awaitable[T]]
+    ) -> T | None:
         """``write()``, retried while the database is unreachable; None = gave up."""
+        self._ending.add(key)
         deadline = time.monotonic() + max(
             self.settings.lease_seconds, RECORD_END_MIN_DEADLINE_SECONDS
         )
