@@ -26,7 +26,7 @@ Status = Literal["healthy", "degraded", "unhealthy"]
 # A side task that has not ticked for this many of its intervals (plus slack for a
 # slow event loop) is considered stuck, and liveness fails.
 LIVENESS_MISSED_INTERVALS = 4
-LIVENESS_SLACK_SECONDS = 10.0
+LIVENESS_SLACK_SECONDS = 30.0  # > a claim timeout plus the longest reconnect backoff
 HTTP_OK = 200
 HTTP_UNAVAILABLE = 503
 QUEUE_STATES = ("pending", "scheduled", "running", "succeeded", "dead", "cancelled")

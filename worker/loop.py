@@ -41,6 +41,9 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     connector.DatabaseUnavailable,
 )
 CLAIM_COOLDOWN_SECONDS = 0.005
+# A database that stops answering (rather than refusing) must not wedge the loop.
+CLAIM_TIMEOUT_SECONDS = 10.0
+WRITE_TIMEOUT_SECONDS = 10.0
 RECONNECT_INITIAL_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 10.0
 # How long a finished job keeps trying to record its end while the database is down.
@@ -171,12 +174,13 @@ class JobLoop:
     async def _claim(self, limit: int) -> list[Job] | None:
         started = time.monotonic()
         try:
-            jobs = await self.repository.claim(
-                self.state.worker_id,
-                self.settings.queues,
-                limit,
-                self.settings.lease_seconds,
-            )
+            async with asyncio.timeout(CLAIM_TIMEOUT_SECONDS):
+                jobs = await self.repository.claim(
+                    self.state.worker_id,
+                    self.settings.queues,
+                    limit,
+                    self.settings.lease_seconds,
+                )
         except Exception as exc:  # the loop must outlive any database trouble
             self.record_database_failure("claim", exc)
             return None
@@ -411,7 +415,8 @@ class JobLoop:
         backoff = Backoff()
         while True:
             try:
-                outcome = await write()
+                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                    outcome = await write()
             except DATABASE_ERRORS as exc:
                 self.record_database_failure(operation, exc)
                 if time.monotonic() >= deadline:
