@@ -5,7 +5,14 @@ it matches the job's id, the holder's worker id, the attempt and state
 ``running``. When nothing matches the job was taken away (rescued, reaped,
 cancelled) and the caller's outcome is dropped: ``False`` or ``"fenced"``.
 
+``complete`` is a group commit: completions arriving while one is being
+written wait for the next statement and share it (``complete_many``), so a
+busy worker records many jobs per round trip while an idle one still writes
+at once. Each caller still gets its own fenced True/False, and a caller
+cancelled while waiting does not cancel the write.
+
 Additions to the agreed contract (all backwards compatible):
+- ``complete_many(items)`` records several completions in one statement.
 - ``QueueStats.pending`` counts jobs due now and excludes ``scheduled``
   (pending with ``run_at`` in the future); the two are disjoint.
 - ``enqueue(max_attempts=None)`` means the database default (5).
@@ -21,6 +28,7 @@ Additions to the agreed contract (all backwards compatible):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -52,6 +60,83 @@ __all__ = [
 
 NOTIFY_CHANNEL = "workerfleet_jobs"
 PRUNE_BATCH_ROWS = 10_000
+# Upper bound of one group-commit statement; more waiting completions take another.
+COMPLETE_BATCH_MAX_JOBS = 500
+
+_RefKey = tuple[int, str, int]
+_Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
+
+
+def _encode(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _key(ref: JobRef) -> _RefKey:
+    return (ref.id, ref.worker_id, ref.attempt)
+
+
+def _grant(refs: Sequence[JobRef], recorded: set[_RefKey]) -> list[bool]:
+    """Which of ``refs`` were recorded; a ref given twice counts once, as if sequential."""
+    remaining = set(recorded)
+    granted = []
+    for ref in refs:
+        granted.append(_key(ref) in remaining)
+        remaining.discard(_key(ref))
+    return granted
+
+
+class _CompletionBatcher:
+    """Group commit for ``Repository.complete``: one writer task at a time."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self._waiting: list[_Completion] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def complete(self, ref: JobRef, result_json: str | None) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # Mark any exception as seen even if the caller was cancelled meanwhile.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._waiting.append((ref, result_json, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting(), name="workerfleet-complete")
+        # Shielded: cancelling the caller must not cancel the write its outcome is in.
+        return await asyncio.shield(future)
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:COMPLETE_BATCH_MAX_JOBS]
+            del self._waiting[:COMPLETE_BATCH_MAX_JOBS]
+            try:
+                granted = await _complete_many(
+                    self._connector, [(ref, result) for ref, result, _ in batch]
+                )
+            except asyncio.CancelledError:
+                for _, _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as error:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), ok in zip(batch, granted, strict=True):
+                if not future.done():
+                    future.set_result(ok)
+
+
+async def _complete_many(
+    connector: Connector, items: Sequence[tuple[JobRef, str | None]]
+) -> list[bool]:
+    rows = await connector.fetch(
+        QUERIES["complete_many"],
+        [ref.id for ref, _ in items],
+        [ref.worker_id for ref, _ in items],
+        [ref.attempt for ref, _ in items],
+        [result for _, result in items],
+    )
+    recorded = {(row["id"], row["worker_id"], row["attempt"]) for row in rows}
+    return _grant([ref for ref, _ in items], recorded)
 
 
 class Repository:
@@ -59,6 +144,7 @@ class Repository:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        self._completions = _CompletionBatcher(connector)
 
     # -- workers -------------------------------------------------------------
 
@@ -120,11 +206,14 @@ class Repository:
         return models.sort_claimed([Job.from_row(row) for row in rows])
 
     async def complete(self, ref: JobRef, result: Any = None) -> bool:
-        """True if recorded; False when fenced (nothing changed)."""
-        row = await self.connector.fetchrow(
-            QUERIES["complete"], ref.id, ref.worker_id, ref.attempt, result
-        )
-        return row is not None
+        """True if recorded; False when fenced (nothing changed). Group-committed."""
+        return await self._completions.complete(ref, _encode(result))
+
+    async def complete_many(self, items: Sequence[tuple[JobRef, Any]]) -> list[bool]:
+        """One statement for several completions; a False per fenced job, in order."""
+        if not items:
+            return []
+        return await _complete_many(self.connector, [(ref, _encode(res)) for ref, res in items])
 
     async def fail(
         self, ref: JobRef, error: str, traceback: str | None, retry_delay_seconds: float
@@ -175,29 +264,33 @@ class Repository:
         request = EnqueueRequest(
             queue, task, payload, priority, run_at, delay_seconds, max_attempts, unique_key
         )
-        return int(
-            await self.connector.fetchval(
-                QUERIES["enqueue"],
-                request.queue,
-                request.task,
-                request.payload,
-                request.priority,
-                request.run_at,
-                request.max_attempts,
-                request.unique_key,
-                request.delay_seconds,
-            )
-        )
+        return (await self.enqueue_many([request]))[0]
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
-        """Ids in the order of ``requests``, in one statement (and transaction)."""
+        """Ids in the order of ``requests``, in one statement (and transaction).
+
+        Without unique keys this is one plain INSERT; with any, each job goes
+        through ``workerfleet.enqueue`` so the keys deduplicate in order.
+        """
         if not requests:
             return []
+        if all(r.unique_key is None for r in requests):
+            rows = await self.connector.fetch(
+                QUERIES["enqueue_many_plain"],
+                [r.queue for r in requests],
+                [r.task for r in requests],
+                [_encode(r.payload) for r in requests],
+                [r.priority for r in requests],
+                [r.run_at for r in requests],
+                [r.max_attempts for r in requests],
+                [r.delay_seconds for r in requests],
+            )
+            return [int(row["id"]) for row in rows]
         rows = await self.connector.fetch(
             QUERIES["enqueue_many"],
             [r.queue for r in requests],
             [r.task for r in requests],
-            [None if r.payload is None else json.dumps(r.payload) for r in requests],
+            [_encode(r.payload) for r in requests],
             [r.priority for r in requests],
             [r.run_at for r in requests],
             [r.max_attempts for r in requests],

@@ -22,14 +22,6 @@ SELECT version FROM workerfleet.schema_migrations ORDER BY version;
 -- Record one applied version: $1 version.
 INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
 
--- enqueue --
--- One job: $1 queue, $2 task, $3 payload, $4 priority, $5 run_at, $6 max_attempts, $7 unique_key, $8 delay_seconds (NULL = default); returns id.
-SELECT workerfleet.enqueue(
-    $1::text, $2::text, $3::jsonb, $4::integer,
-    coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
-    $6::integer, $7::text
-) AS id;
-
 -- enqueue_many --
 -- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts, $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
 SELECT workerfleet.enqueue(
@@ -44,6 +36,25 @@ FROM unnest(
     queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds, ord
 )
 ORDER BY r.ord;
+
+-- enqueue_many_plain --
+-- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL = 5, the column default), $7 delays_seconds; returns the ids, ascending = the order given.
+WITH inserted AS (
+    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    SELECT r.queue, r.task, r.payload::jsonb, coalesce(r.priority, 0),
+        coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds), now()),
+        coalesce(r.max_attempts, 5)
+    FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
+        $6::integer[], $7::float8[]
+    ) WITH ORDINALITY AS r(queue, task, payload, priority, run_at, max_attempts, delay_seconds, ord)
+    ORDER BY r.ord
+    RETURNING id, queue, run_at
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM inserted WHERE run_at <= now()) AS q
+)
+SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
 -- claim --
 -- Lease up to $3 claimable jobs, highest priority first: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds; returns the claimed rows.
@@ -91,12 +102,16 @@ WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $1
     AND j.state = 'running'
 RETURNING j.id;
 
--- complete --
--- Record success if the caller still holds the job: $1 id, $2 worker_id, $3 attempt, $4 result; returns the id, or no row when fenced.
-UPDATE workerfleet.jobs
-SET state = 'succeeded', finished_at = now(), result = $4::jsonb, lease_expires_at = NULL
-WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
-RETURNING id;
+-- complete_many --
+-- Record success for each job the caller still holds, in one statement; parallel arrays: $1 ids, $2 worker_ids, $3 attempts, $4 results (JSON text); returns (id, worker_id, attempt) of the jobs recorded, the others were fenced.
+UPDATE workerfleet.jobs AS j
+SET state = 'succeeded', finished_at = now(), result = done.result::jsonb,
+    lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[])
+    AS done(id, worker_id, attempt, result)
+WHERE j.id = done.id AND j.worker_id = done.worker_id AND j.attempt = done.attempt
+    AND j.state = 'running'
+RETURNING j.id, j.worker_id, j.attempt;
 
 -- fail --
 -- Record a failure if the caller still holds the job: $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback, $6 retry_delay_seconds; returns the new state (pending or dead), or no row when fenced.

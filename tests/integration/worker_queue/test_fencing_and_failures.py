@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import Counter
 from datetime import timedelta
+from typing import Any
+
+import asyncpg
 
 from workerfleet.worker.connector import Connector, connect
-from workerfleet.worker.models import Job, JobRef
+from workerfleet.worker.models import EnqueueRequest, Job, JobRef
+from workerfleet.worker.queries import QUERIES
 from workerfleet.worker.repository import NOTIFY_CHANNEL, Repository
 
 LEASE_SECONDS = 30.0
@@ -184,3 +190,74 @@ async def test_release_returns_the_job_without_spending_the_attempt(
     again = await _claim_one(repo, "w2")
     assert again.attempt == 1  # max_attempts=1 and it may still run
     assert await repo.complete(again.ref, None)
+
+
+async def test_concurrent_completions_share_statements_and_stay_fenced(
+    connector: Connector,
+) -> None:
+    counting = CountingConnector(connector.dsn, connector.pool)
+    counting.sent = Counter()
+    repo = Repository(counting)
+    ids = await repo.enqueue_many([EnqueueRequest("q", "t", {"n": n}) for n in range(60)])
+    jobs = await repo.claim("w1", ["q"], 60, LEASE_SECONDS)
+    assert [job.id for job in jobs] == ids
+    assert await repo.cancel(ids[0])
+
+    outcomes = await asyncio.gather(
+        *(repo.complete(job.ref, {"n": job.payload["n"]}) for job in jobs),
+        repo.complete(jobs[1].ref, "duplicate"),
+    )
+
+    assert outcomes[0] is False  # cancelled meanwhile: fenced
+    assert outcomes[1:-1] == [True] * 59
+    assert outcomes[-1] is False  # the same claim completed twice: only once counts
+    assert 1 <= counting.sent["complete_many"] < 10  # grouped, not one round trip per job
+    done = {job.id: job for job in await repo.list_jobs(state="succeeded", limit=100)}
+    assert sorted(done) == ids[1:]
+    assert all(done[job.id].result == {"n": job.payload["n"]} for job in jobs[1:])
+
+
+async def test_complete_many_reports_each_outcome(repo: Repository) -> None:
+    await repo.enqueue_many([EnqueueRequest("q", "t") for _ in range(3)])
+    first, second, third = await repo.claim("w1", ["q"], 3, LEASE_SECONDS)
+    stale = JobRef(second.id, "w1", second.attempt + 1)
+    assert await repo.complete_many([(first.ref, 1), (stale, 2), (third.ref, None)]) == [
+        True,
+        False,
+        True,
+    ]
+    assert await repo.complete_many([(first.ref, 1)]) == [False]
+    assert await repo.complete_many([]) == []
+    left = await repo.get_job(second.id)
+    assert left is not None
+    assert left.state == "running"
+
+
+async def test_a_cancelled_caller_does_not_lose_the_completion(repo: Repository) -> None:
+    job_id = await repo.enqueue("q", "t")
+    [job] = await repo.claim("w1", ["q"], 1, LEASE_SECONDS)
+    caller = asyncio.create_task(repo.complete(job.ref, "kept"))
+    await asyncio.sleep(0)
+    caller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    state, result = "", None
+    for _ in range(100):
+        done = await repo.get_job(job_id)
+        assert done is not None
+        state, result = done.state, done.result
+        if state == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    assert (state, result) == ("succeeded", "kept")
+
+
+class CountingConnector(Connector):
+    """The real connector, counting the statements it sends by query name."""
+
+    sent: Counter[str]
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        names = [name for name, text in QUERIES.items() if text == query]
+        self.sent.update(names)
+        return await super().fetch(query, *args)

@@ -139,3 +139,11 @@ def test_other_rows() -> None:
         }
     )
     assert (stats.scheduled, stats.finished_last_minute) == (2, 7)
+
+
+def test_grant_counts_a_repeated_ref_once() -> None:
+    from workerfleet.worker.repository import _grant
+
+    first, second, fenced = JobRef(1, "w", 1), JobRef(2, "w", 1), JobRef(3, "w", 2)
+    recorded = {(1, "w", 1), (2, "w", 1)}
+    assert _grant([first, fenced, second, first], recorded) == [True, False, True, False]

@@ -43,7 +43,8 @@ def test_every_query_describes_each_parameter_it_uses() -> None:
 
 def test_repository_queries_exist() -> None:
     expected = {
-        "enqueue", "enqueue_many", "claim", "heartbeat", "complete", "fail", "release",
+        "enqueue_many", "enqueue_many_plain", "claim", "heartbeat", "complete_many", "fail",
+        "release",
         "register_worker", "set_worker_state", "rescue_expired_leases", "reap_dead_workers",
         "cancel", "retry_dead", "prune_finished", "prune_workers", "queue_stats",
         "worker_stats", "get_job", "list_jobs", "list_workers",
