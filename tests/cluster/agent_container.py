@@ -408,6 +408,10 @@ class ContainerRunner(threading.Thread):
             try:
                 obj = self._api.get(f"/api/v1/namespaces/{namespace}/{plural}/{ref.name}")
             except ApiError as error:
+                if error.status == 403:
+                    raise agent_env.ContainerConfigError(
+                        f"the node may not read {ref.kind} {ref.name!r}: {error}"
+                    ) from error
                 if error.status != 404:
                     raise
                 obj = None
