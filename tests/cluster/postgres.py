@@ -2,17 +2,22 @@
 
 initdb + pg_ctl from the Debian server binaries, in a directory of our own, on a
 free port on 127.0.0.1. PostgreSQL refuses to run as root, so when the tests
-run as root the server runs as an unprivileged user that owns its directory.
+run as root the server runs as an unprivileged user, and its files live in a
+directory that user can reach (under the system temp directory, keyed by
+``base_dir``): a root-only parent such as ``/root`` or pytest's private temp
+root would lock it out, and loosening their modes is not ours to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -59,8 +64,16 @@ class PostgresServer:
     host: str = "127.0.0.1"
 
     @property
+    def home(self) -> Path:
+        """Where the server's own files live: ``base_dir``, or a reachable twin as root."""
+        if _run_as() is None:
+            return self.base_dir
+        key = hashlib.sha1(str(self.base_dir.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "workerfleet-postgres" / key
+
+    @property
     def data_dir(self) -> Path:
-        return self.base_dir / "data"
+        return self.home / "data"
 
     @property
     def port_file(self) -> Path:
@@ -68,7 +81,7 @@ class PostgresServer:
 
     @property
     def log_file(self) -> Path:
-        return self.base_dir / "postgres.log"
+        return self.home / "postgres.log"
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}:{PASSWORD}@{self.host}:{self.port}/{database}"
@@ -86,24 +99,24 @@ class PostgresServer:
             *binary,
         ]
 
-    def _chown_tree(self) -> None:
+    def _prepare_home(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         account = _run_as()
         if account is None:
             return
-        # The server's account must be able to reach its directory.
-        for parent in self.base_dir.resolve().parents:
-            if parent.stat().st_uid == 0 and not parent.stat().st_mode & 0o001:
-                parent.chmod(parent.stat().st_mode | 0o001)
-        for path in [self.base_dir, *self.base_dir.rglob("*")]:
+        self.home.parent.chmod(0o755)
+        for path in [self.home, *self.home.rglob("*")]:
             os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
     def initialise(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        password_file = self.base_dir / "pwfile"
+        self._prepare_home()
+        password_file = self.home / "pwfile"
         password_file.write_text(PASSWORD + "\n")
-        self._chown_tree()
+        self._prepare_home()
         _run(
             self._command(
                 "initdb",
@@ -143,11 +156,11 @@ class PostgresServer:
         # fsync off and a small WAL: this server holds nothing worth keeping.
         options = (
             f"-c listen_addresses={self.host} -c port={self.port} "
-            f"-c unix_socket_directories={self.base_dir} -c fsync=off "
+            f"-c unix_socket_directories={self.home} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
             "-c shared_buffers=256MB"
         )
-        self._chown_tree()
+        self._prepare_home()
         _run(
             self._command(
                 "pg_ctl",
@@ -230,4 +243,5 @@ class PostgresServer:
 
     def destroy(self) -> None:
         self.stop("immediate")
+        shutil.rmtree(self.home, ignore_errors=True)
         shutil.rmtree(self.base_dir, ignore_errors=True)
