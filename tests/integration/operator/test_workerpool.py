@@ -140,7 +140,8 @@ def test_pool_runs_ready_workers_that_drain_jobs(
     assert row["STATUS"] == "Healthy"
     assert (row["MIN"], row["MAX"], row["ONLINE"]) == ("2", "4", "2")
     assert int(row["PER MIN"]) >= 40
-    assert wide_table(crds, namespace, "workerfleet")[0]["NAME"].endswith(POOL)
+    listed = crds.kubectl("get", "workerfleet", "-n", namespace, "-o", "name").stdout.split()
+    assert listed == [f"workerpool.workerfleet.dev/{POOL}"]
 
     code, body = operator.get("/healthz")
     assert code == 200, body

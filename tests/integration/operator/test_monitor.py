@@ -1,0 +1,116 @@
+"""A Monitor runs the queue's recovery primitives for the pools it selects."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.waiting import wait_for
+from tests.integration.operator.support import (
+    OperatorProcess,
+    apply,
+    condition,
+    event_reasons,
+    kubectl_json,
+    prepare_queue,
+    run,
+    secret,
+    wide_table,
+    workerpool,
+)
+from workerfleet.worker.connector import Connector
+from workerfleet.worker.models import Job
+from workerfleet.worker.repository import Repository
+
+pytestmark = pytest.mark.cluster
+
+
+def strand_a_job(dsn: str) -> int:
+    """A job claimed by a worker that then falls silent (its lease runs out)."""
+
+    async def go() -> int:
+        async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+            repository = Repository(connector)
+            await repository.register_worker("ghost-1", "elsewhere/ghost", ["orphans"], None, "0")
+            job_id = await repository.enqueue("orphans", "echo", {"x": 1})
+            (claimed,) = await repository.claim("ghost-1", ["orphans"], 1, lease_seconds=1.0)
+            assert claimed.id == job_id
+            return job_id
+
+    return run(go)
+
+
+def job(dsn: str, job_id: int) -> Job | None:
+    async def go() -> Job | None:
+        async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+            return await Repository(connector).get_job(job_id)
+
+    return run(go)
+
+
+def monitor_status(cluster: LocalCluster, namespace: str) -> dict[str, object]:
+    found = kubectl_json(cluster, "monitor", "mail", "-n", namespace)
+    return (found or {}).get("status") or {}
+
+
+def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
+    crds: LocalCluster, namespace: str, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    prepare_queue(postgres_dsn)
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    pool = workerpool("emails", namespace, "emails", replicas={"min": 1, "max": 1})
+    pool["metadata"]["labels"] = {"team": "mail"}
+    apply(crds, pool)
+    other = workerpool("reports", namespace, "reports", replicas={"min": 0, "max": 1})
+    apply(crds, other)
+    job_id = strand_a_job(postgres_dsn)
+
+    apply(
+        crds,
+        {
+            "apiVersion": "workerfleet.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": "mail", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"team": "mail"}},
+                "interval": "2s",
+                "deadWorkerAfter": "3s",
+            },
+        },
+    )
+    status = wait_for(
+        "the Monitor to rescue the stranded job and reap its worker",
+        lambda: (
+            (s := monitor_status(crds, namespace))
+            and isinstance(totals := s.get("totals"), dict)
+            and totals["stuckJobsRescued"] >= 1
+            and totals["deadWorkersReaped"] >= 1
+            and s
+        ),
+        timeout=60,
+    )
+    assert status["pools"] == 1
+    assert status["poolNames"] == ["emails"]
+    assert isinstance(status["recovered"], int)
+    assert status["recovered"] >= 1
+    assert condition(status, "Ready")["status"] == "True"
+    rescued = job(postgres_dsn, job_id)
+    assert rescued is not None
+    assert rescued.state == "pending"  # no pool serves "orphans": it waits for one
+    assert rescued.worker_id is None or rescued.lease_expires_at is None
+
+    (row,) = wide_table(crds, namespace, "monitors")
+    assert row["POOLS"] == "1"
+    assert int(row["RECOVERED"]) >= 1
+    assert row["LAST RUN"] not in ("", "<none>", "<unknown>")
+    listed = crds.kubectl("get", "workerfleet", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == [
+        "monitor.workerfleet.dev/mail",
+        "workerpool.workerfleet.dev/emails",
+        "workerpool.workerfleet.dev/reports",
+    ]
+    wait_for(
+        "a Recovery event on the Monitor",
+        lambda: "Recovery" in event_reasons(crds, namespace, kind="Monitor"),
+        timeout=10,
+    )
