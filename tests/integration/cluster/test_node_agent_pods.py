@@ -17,8 +17,11 @@ from tests.integration.cluster.node_agent_support import (
     alive,
     container_status,
     get_pod,
+    http_server_container,
+    is_ready,
     pid_of,
     pod_if,
+    records,
 )
 
 pytestmark = pytest.mark.cluster
@@ -409,3 +412,42 @@ def test_init_containers_run_in_order_before_the_containers(
     assert [s["terminated"]["exitCode"] for s in init_states] == [0, 0]
     conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert conditions["Initialized"] == "True"
+
+
+def test_startup_probe_holds_back_liveness_and_readiness(
+    kube_cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    container = http_server_container(tmp_path)
+    container["startupProbe"] = {
+        "exec": {"command": ["test", "-f", str(marker)]},
+        "periodSeconds": 1,
+        "failureThreshold": 120,
+    }
+    container["livenessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 1}
+    container["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1}
+    apply(kube_cluster, pod_manifest(namespace, "slowstart", {"containers": [container]}))
+    agent_log = kube_cluster.process("node-agent").log_file
+    expected = f"{namespace}/slowstart/server: startup probe failed (2/120)"
+    wait_for(
+        "slowstart's startup probe failing twice",
+        lambda: expected in agent_log.read_text(),
+        timeout=POD_TIMEOUT_SECONDS,
+    )
+    waiting = get_pod(kube_cluster, namespace, "slowstart")
+    assert waiting is not None
+    assert (container_status(waiting)["started"], container_status(waiting)["ready"]) == (
+        False,
+        False,
+    )
+    # Neither readiness nor liveness ran before the startup probe succeeded.
+    assert [r for r in records(tmp_path, "slowstart") if r["event"] == "request"] == []
+
+    marker.touch()
+    ready = wait_for(
+        "slowstart started and Ready",
+        lambda: pod_if(kube_cluster, namespace, "slowstart", is_ready),
+        timeout=60,
+    )
+    assert container_status(ready)["started"] is True
+    assert container_status(ready)["restartCount"] == 0
