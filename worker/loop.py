@@ -43,7 +43,6 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 CLAIM_COOLDOWN_SECONDS = 0.005
 # A database that stops answering (rather than refusing) must not wedge the loop.
 CLAIM_TIMEOUT_SECONDS = 10.0
-WRITE_TIMEOUT_SECONDS = 10.0
 RECONNECT_INITIAL_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 10.0
 # How long a finished job keeps trying to record its end while the database is down.
@@ -187,8 +186,9 @@ class JobLoop:
         self.metrics.claim_duration.observe(time.monotonic() - started)
         self.record_database_ok()
         self._claim_backoff.reset()
-        for job in jobs:
-            self.metrics.claimed.labels(queue=job.queue).inc()
+        for queue in {job.queue for job in jobs}:
+            claimed = sum(1 for job in jobs if job.queue == queue)
+            self.metrics.count_claimed(queue, claimed)
         return jobs
 
     def record_database_ok(self) -> None:
@@ -262,7 +262,7 @@ class JobLoop:
         self.metrics.count("started", job.queue, job.task)
         wait = queue_wait_seconds(job)
         if wait is not None:
-            self.metrics.queue_wait.labels(queue=job.queue, task=job.task).observe(wait)
+            self.metrics.observe_queue_wait(job.queue, job.task, wait)
         logger.debug("job started", extra={"queue_wait_seconds": wait})
         try:
             await self._execute(job, ref, logger, started)
@@ -415,8 +415,7 @@ class JobLoop:
         backoff = Backoff()
         while True:
             try:
-                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                    outcome = await write()
+                outcome = await write()  # a hung server is cut off by the pool's command timeout
             except DATABASE_ERRORS as exc:
                 self.record_database_failure(operation, exc)
                 if time.monotonic() >= deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -103,15 +104,31 @@ class WorkerMetrics:
             f"{PREFIX}_draining", "1 once shutdown began (no new claims)", registry=r
         )
         self.info = Info(f"{PREFIX}", "Identity of this worker process", registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def bind_heartbeat_age(self, seconds_since_heartbeat: Callable[[], float]) -> None:
         self.heartbeat_age.set_function(seconds_since_heartbeat)
 
     def count(self, outcome: str, queue: str, task: str) -> None:
-        self.jobs[outcome].labels(queue=queue, task=task).inc()
+        self._child(self.jobs[outcome], queue, task).inc()
 
     def observe_duration(self, queue: str, task: str, outcome: str, seconds: float) -> None:
-        self.job_duration.labels(queue=queue, task=task, outcome=outcome).observe(seconds)
+        self._child(self.job_duration, queue, task, outcome).observe(seconds)
+
+    def count_claimed(self, queue: str, jobs: int) -> None:
+        self._child(self.claimed, queue).inc(jobs)
+
+    def observe_queue_wait(self, queue: str, task: str, seconds: float) -> None:
+        self._child(self.queue_wait, queue, task).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() validates and sorts on every call; at thousands of jobs a second
+        # that shows up in profiles, so the children are looked up once.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
