@@ -17,6 +17,7 @@ nothing. Figures are also written to ``.bench/results.json``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -407,72 +408,103 @@ async def measure_depth_workerfleet(dsn: str) -> list[float]:
 # -- the run --------------------------------------------------------------------
 
 
-async def run(python: Path, dsn: str, logs: Path, results: Results) -> None:
+@dataclass
+class Bench:
+    python: Path
+    dsn: str
+    logs: Path
+    connection: asyncpg.Connection
+    results: Results
+
+
+async def phase_enqueue(bench: Bench) -> None:
+    say("\n== enqueue throughput ==")
+    results = bench.results
+    results.enqueue["workerfleet"] = await measure_enqueue_workerfleet(bench.dsn)
+    for system in ("pgqueuer", "procrastinate"):
+        results.enqueue[system] = competitor(
+            bench.python, bench.dsn, system, "enqueue",
+            "--single", str(ENQUEUE_SINGLE_JOBS), "--batch", str(ENQUEUE_BATCH_JOBS),
+            "--batch-size", str(ENQUEUE_BATCH_SIZE),
+        )  # fmt: skip
+    for system in SYSTEMS:
+        await bench.connection.execute(RESET_SQL[system])
+        figures = results.enqueue[system]
+        say(
+            f"  {system:14} one by one {figures['single_per_second']:8.0f}/s   "
+            f"batched {figures['batch_per_second']:8.0f}/s"
+        )
+
+
+async def phase_throughput(bench: Bench) -> None:
+    say(f"\n== processing throughput, {PROCESS_JOBS} no-op jobs, concurrency "
+        f"{WORKER_CONCURRENCY} per process ==")  # fmt: skip
+    for system in (*SYSTEMS, "repo-loop"):
+        bench.results.throughput[system] = {}
+        for processes in (1, 2):
+            rate = await measure_throughput(
+                system, processes, bench.dsn, bench.python, bench.connection, bench.logs
+            )
+            bench.results.throughput[system][processes] = rate
+            say(f"  {system:14} {processes} process(es) {rate:8.0f} jobs/s")
+
+
+async def phase_latency(bench: Bench) -> None:
+    say(f"\n== enqueue -> start latency at idle, {LATENCY_SAMPLES} samples ==")
+    for system in SYSTEMS:
+        latencies = await measure_latency(
+            system, bench.dsn, bench.python, bench.connection, bench.logs
+        )
+        figures = bench.results.latency[system] = {
+            "p50_ms": percentile(latencies, 0.50),
+            "p99_ms": percentile(latencies, 0.99),
+            "max_ms": max(latencies),
+        }
+        say(
+            f"  {system:14} p50 {figures['p50_ms']:7.2f} ms   p99 {figures['p99_ms']:7.2f} ms"
+            f"   max {figures['max_ms']:7.2f} ms"
+        )
+
+
+async def phase_depth(bench: Bench) -> None:
+    say(f"\n== depth query, {DEPTH_ROWS:,} pending + {DEPTH_ROWS:,} finished rows ==")
+    for system in SYSTEMS:
+        seconds = await load_depth_rows(system, bench.connection)
+        say(f"  {system:14} loaded in {seconds:5.1f}s")
+    await bench.connection.execute("VACUUM ANALYZE")
+    depth_times = {"workerfleet": await measure_depth_workerfleet(bench.dsn)}
+    for system in ("pgqueuer", "procrastinate"):
+        depth_times[system] = competitor(
+            bench.python, bench.dsn, system, "depth", "--runs", str(DEPTH_RUNS)
+        )["ms"]
+    for system in SYSTEMS:
+        times = depth_times[system]
+        figures = bench.results.depth[system] = {
+            "median_ms": statistics.median(times),
+            "p95_ms": percentile(times, 0.95),
+        }
+        say(
+            f"  {system:14} median {figures['median_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms"
+        )
+
+
+PHASES = {
+    "enqueue": phase_enqueue,
+    "throughput": phase_throughput,
+    "latency": phase_latency,
+    "depth": phase_depth,
+}
+
+
+async def run(python: Path, dsn: str, logs: Path, results: Results, phases: list[str]) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await migrate(dsn)
         for system in ("pgqueuer", "procrastinate"):
             competitor(python, dsn, system, "install")
-
-        say("\n== enqueue throughput ==")
-        results.enqueue["workerfleet"] = await measure_enqueue_workerfleet(dsn)
-        for system in ("pgqueuer", "procrastinate"):
-            results.enqueue[system] = competitor(
-                python, dsn, system, "enqueue",
-                "--single", str(ENQUEUE_SINGLE_JOBS), "--batch", str(ENQUEUE_BATCH_JOBS),
-                "--batch-size", str(ENQUEUE_BATCH_SIZE),
-            )  # fmt: skip
-        for system in SYSTEMS:
-            await connection.execute(RESET_SQL[system])
-            figures = results.enqueue[system]
-            say(
-                f"  {system:14} one by one {figures['single_per_second']:8.0f}/s   "
-                f"batched {figures['batch_per_second']:8.0f}/s"
-            )
-
-        say(f"\n== processing throughput, {PROCESS_JOBS} no-op jobs, concurrency "
-            f"{WORKER_CONCURRENCY} per process ==")  # fmt: skip
-        for system in (*SYSTEMS, "repo-loop"):
-            results.throughput[system] = {}
-            for processes in (1, 2):
-                rate = await measure_throughput(system, processes, dsn, python, connection, logs)
-                results.throughput[system][processes] = rate
-                say(f"  {system:14} {processes} process(es) {rate:8.0f} jobs/s")
-
-        say(f"\n== enqueue -> start latency at idle, {LATENCY_SAMPLES} samples ==")
-        for system in SYSTEMS:
-            latencies = await measure_latency(system, dsn, python, connection, logs)
-            results.latency[system] = {
-                "p50_ms": percentile(latencies, 0.50),
-                "p99_ms": percentile(latencies, 0.99),
-                "max_ms": max(latencies),
-            }
-            figures = results.latency[system]
-            say(
-                f"  {system:14} p50 {figures['p50_ms']:7.2f} ms   p99 {figures['p99_ms']:7.2f} ms"
-                f"   max {figures['max_ms']:7.2f} ms"
-            )
-
-        say(f"\n== depth query, {DEPTH_ROWS:,} pending + {DEPTH_ROWS:,} finished rows ==")
-        for system in SYSTEMS:
-            seconds = await load_depth_rows(system, connection)
-            say(f"  {system:14} loaded in {seconds:5.1f}s")
-        await connection.execute("VACUUM ANALYZE")
-        depth_times = {"workerfleet": await measure_depth_workerfleet(dsn)}
-        for system in ("pgqueuer", "procrastinate"):
-            depth_times[system] = competitor(
-                python, dsn, system, "depth", "--runs", str(DEPTH_RUNS)
-            )["ms"]
-        for system in SYSTEMS:
-            times = depth_times[system]
-            results.depth[system] = {
-                "median_ms": statistics.median(times),
-                "p95_ms": percentile(times, 0.95),
-            }
-            say(
-                f"  {system:14} median {results.depth[system]['median_ms']:8.2f} ms   "
-                f"p95 {results.depth[system]['p95_ms']:8.2f} ms"
-            )
+        bench = Bench(python, dsn, logs, connection, results)
+        for phase in phases:
+            await PHASES[phase](bench)
     finally:
         await connection.close()
 
@@ -481,43 +513,59 @@ def summary(results: Results) -> None:
     wf = results
     say("\n== workerfleet vs the others (ratio > 1 means workerfleet is better) ==")
     for other in ("pgqueuer", "procrastinate"):
-        for processes in (1, 2):
-            ratio = wf.throughput["workerfleet"][processes] / wf.throughput[other][processes]
-            say(f"  throughput, {processes} process(es), vs {other:13} {ratio:6.2f}x")
-        for kind in ("batch", "single"):
-            key = f"{kind}_per_second"
-            ratio = wf.enqueue["workerfleet"][key] / wf.enqueue[other][key]
-            say(f"  {kind} enqueue vs {other:13}{' ' * (19 - len(kind))}{ratio:6.2f}x")
-        ratio = wf.latency[other]["p50_ms"] / wf.latency["workerfleet"]["p50_ms"]
-        say(f"  latency p50 vs {other:13}                {ratio:6.2f}x")
-        ratio = wf.depth[other]["median_ms"] / wf.depth["workerfleet"]["median_ms"]
-        say(f"  depth query vs {other:13}                {ratio:6.2f}x")
+        if wf.throughput:
+            for processes in (1, 2):
+                ratio = wf.throughput["workerfleet"][processes] / wf.throughput[other][processes]
+                say(f"  throughput, {processes} process(es), vs {other:13} {ratio:6.2f}x")
+        if wf.enqueue:
+            for kind in ("batch", "single"):
+                key = f"{kind}_per_second"
+                ratio = wf.enqueue["workerfleet"][key] / wf.enqueue[other][key]
+                say(f"  {kind} enqueue vs {other:13}{' ' * (19 - len(kind))}{ratio:6.2f}x")
+        if wf.latency:
+            ratio = wf.latency[other]["p50_ms"] / wf.latency["workerfleet"]["p50_ms"]
+            say(f"  latency p50 vs {other:13}                {ratio:6.2f}x")
+        if wf.depth:
+            ratio = wf.depth[other]["median_ms"] / wf.depth["workerfleet"]["median_ms"]
+            say(f"  depth query vs {other:13}                {ratio:6.2f}x")
 
     say("\n== targets ==")
-    checks = [
-        (
-            "throughput >= PgQueuer (1 process)",
-            wf.throughput["workerfleet"][1] / wf.throughput["pgqueuer"][1] >= 1.0,
-        ),
-        (
-            "throughput >= PgQueuer (2 processes)",
-            wf.throughput["workerfleet"][2] / wf.throughput["pgqueuer"][2] >= 1.0,
-        ),
-        (
-            f"enqueue -> start p50 <= {TARGET_LATENCY_P50_MS} ms",
-            wf.latency["workerfleet"]["p50_ms"] <= TARGET_LATENCY_P50_MS,
-        ),
-        (
-            f"enqueue -> start p99 <= {TARGET_LATENCY_P99_MS} ms",
-            wf.latency["workerfleet"]["p99_ms"] <= TARGET_LATENCY_P99_MS,
-        ),
-        (f"depth <= {TARGET_DEPTH_MS} ms", wf.depth["workerfleet"]["median_ms"] <= TARGET_DEPTH_MS),
-    ]
+    checks: list[tuple[str, bool]] = []
+    if wf.throughput:
+        for processes in (1, 2):
+            ratio = wf.throughput["workerfleet"][processes] / wf.throughput["pgqueuer"][processes]
+            checks.append((f"throughput >= PgQueuer ({processes} process(es))", ratio >= 1.0))
+    if wf.latency:
+        checks.append(
+            (
+                f"enqueue -> start p50 <= {TARGET_LATENCY_P50_MS} ms",
+                wf.latency["workerfleet"]["p50_ms"] <= TARGET_LATENCY_P50_MS,
+            )
+        )
+        checks.append(
+            (
+                f"enqueue -> start p99 <= {TARGET_LATENCY_P99_MS} ms",
+                wf.latency["workerfleet"]["p99_ms"] <= TARGET_LATENCY_P99_MS,
+            )
+        )
+    if wf.depth:
+        depth_ms = wf.depth["workerfleet"]["median_ms"]
+        checks.append((f"depth <= {TARGET_DEPTH_MS} ms", depth_ms <= TARGET_DEPTH_MS))
     for name, met in checks:
         say(f"  {'met   ' if met else 'MISSED'} {name}")
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="workerfleet queue benchmark (prints figures)")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma list of {', '.join(PHASES)} (default: all, in that order)",
+    )
+    phases = [phase.strip() for phase in parser.parse_args().phases.split(",") if phase.strip()]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        parser.error(f"--phases: unknown {unknown}; choose from {list(PHASES)}")
     started = time.monotonic()
     python = ensure_bench_venv()
     results = Results(versions=package_versions(python))
@@ -530,7 +578,7 @@ def main() -> int:
         say(f"PostgreSQL {server.psql('SHOW server_version')} (fsync off) in {base}")
         logs = base / "logs"
         logs.mkdir()
-        asyncio.run(run(python, dsn, logs, results))
+        asyncio.run(run(python, dsn, logs, results, phases))
         summary(results)
     finally:
         server.destroy()
