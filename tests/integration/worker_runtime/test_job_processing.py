@@ -3,6 +3,7 @@ fencing drops stale outcomes, crashes and shutdowns lose nothing."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
@@ -321,3 +322,29 @@ async def test_a_command_handler_returns_stdout_and_reports_rejections(
         "CommandFailedError: command exited with status 3: "
         "rejected: payload needs an integer field 'n'"
     )
+
+
+async def test_a_command_past_the_job_timeout_is_killed_and_the_job_failed(
+    repository: Repository,
+    db: asyncpg.Connection,
+    queue_dsn: str,
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "pid"
+    program = f"command:/bin/sh -c 'echo $$ > {pid_file}; exec sleep 300'"
+    worker = Worker(queue_dsn, handlers=program, extra_env={"WORKERFLEET_JOB_TIMEOUT": "1s"})
+    workers.append(worker.start())
+    job_id = await repository.enqueue(QUEUE, "anything", {"n": 1}, max_attempts=1)
+    await eventually(lambda: _is(db, job_id, "dead"), "the command job to time out")
+    assert "timed out after 1s" in (await _job(db, job_id))["last_error"]
+    pid = int(pid_file.read_text())
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await eventually(gone, "the timed-out program to be killed")
