@@ -218,9 +218,17 @@ class JobLoop:
                 self._note_fenced((other.job_id, other.attempt))
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}-{job.attempt}")
         self._tasks[key] = task
-        task.add_done_callback(lambda _: self._finished(key))
+        task.add_done_callback(lambda done: self._finished(key, done))
 
-    def _finished(self, key: JobKey) -> None:
+    def _finished(self, key: JobKey, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Not a job failure (those are recorded): the runtime itself broke while
+            # recording one. The lease is no longer extended, so the recovery re-runs it.
+            log.error(
+                "could not record a job's outcome",
+                extra={"job_id": key[0], "attempt": key[1]},
+                exc_info=task.exception(),
+            )
         self._tasks.pop(key, None)
         self.metrics.current_jobs.set(len(self._tasks))
         self._wake.set()
