@@ -12,6 +12,7 @@ Both paths run :func:`sync_pool` under the pool's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -408,3 +409,22 @@ async def pool_tick(
     finally:
         metrics.RECONCILES.labels(kind="WorkerPoolTick", result=result).inc()
         metrics.RECONCILE_SECONDS.labels(kind="WorkerPoolTick").observe(time.monotonic() - started)
+
+
+def release_timer_finalizers(registry: kopf.OperatorRegistry) -> int:
+    """Register the timers without kopf's finalizer; returns how many were changed.
+
+    kopf puts a finalizer on every object that has a timer, only to stop the
+    timer before the object disappears. These timers need no goodbye (children
+    go by owner references, the timer just stops), and the finalizer would
+    block deleting a WorkerPool or Monitor, or its namespace, whenever the
+    operator is not running. kopf has no public switch for this, hence the
+    registry edit; a unit test fails if kopf's registry changes shape.
+    """
+    spawning = registry._spawning
+    changed = 0
+    for index, handler in enumerate(spawning._handlers):
+        if handler.requires_finalizer:
+            spawning._handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
+            changed += 1
+    return changed

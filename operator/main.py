@@ -21,11 +21,13 @@ import kopf
 import pydantic
 from kubernetes.config import ConfigException
 
-from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
+from workerfleet.operator import handlers as _handlers  # registers handlers
 from workerfleet.operator import health, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
 from workerfleet.operator.runtime import Runtime
 from workerfleet.operator.settings import ENV_PREFIX, OperatorSettings
+
+_handlers.release_timer_finalizers(kopf.get_default_registry())
 
 WATCH_CONNECT_TIMEOUT_SECONDS = 10.0
 # The apiserver ends a watch after server_timeout; the client gives it this much longer.
