@@ -13,6 +13,8 @@ cancelled while waiting does not cancel the write.
 
 Additions to the agreed contract (all backwards compatible):
 - ``complete_many(items)`` records several completions in one statement.
+- ``bury(ref, error, traceback)`` dead-letters a held job at once (permanent
+  errors: unknown task, payload that can never work); ``dead`` or ``fenced``.
 - ``QueueStats.pending`` counts jobs due now and excludes ``scheduled``
   (pending with ``run_at`` in the future); the two are disjoint.
 - ``enqueue(max_attempts=None)`` means the database default (5).
@@ -231,6 +233,13 @@ class Repository:
         if row is None:
             return "fenced"
         return "retried" if row["state"] == "pending" else "dead"
+
+    async def bury(self, ref: JobRef, error: str, traceback: str | None) -> Outcome:
+        """Dead-letter at once (a permanent error): ``dead`` or ``fenced``."""
+        row = await self.connector.fetchrow(
+            QUERIES["bury"], ref.id, ref.worker_id, ref.attempt, error, traceback
+        )
+        return "fenced" if row is None else "dead"
 
     async def release(self, ref: JobRef) -> bool:
         """Back to pending without spending the attempt; False when fenced."""

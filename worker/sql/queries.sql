@@ -132,6 +132,14 @@ WITH failed AS (
 )
 SELECT state, (SELECT count(*) FROM woken) AS notified FROM failed;
 
+-- bury --
+-- Dead-letter a held job at once, whatever attempts remain (a permanent error such as an unknown task): $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback; returns the id, or no row when fenced.
+UPDATE workerfleet.jobs
+SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
+    last_error = $4, last_traceback = $5
+WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
+RETURNING id;
+
 -- release --
 -- Give a held job back without counting the attempt (shutdown): $1 id, $2 worker_id, $3 attempt; returns the id, or no row when fenced.
 WITH released AS (

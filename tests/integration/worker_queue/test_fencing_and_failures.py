@@ -261,3 +261,20 @@ class CountingConnector(Connector):
         names = [name for name, text in QUERIES.items() if text == query]
         self.sent.update(names)
         return await super().fetch(query, *args)
+
+
+async def test_bury_dead_letters_at_once_and_is_fenced(repo: Repository) -> None:
+    job_id = await repo.enqueue("q", "no_such_task", max_attempts=5)
+    job = await _claim_one(repo, "w1")
+    stale = JobRef(job.id, "w1", job.attempt + 1)
+    assert await repo.bury(stale, "UnknownTaskError", "tb") == "fenced"
+    assert await repo.bury(job.ref, "UnknownTaskError: no_such_task", "tb") == "dead"
+    dead = await repo.get_job(job_id)
+    assert dead is not None
+    assert (dead.state, dead.attempt, dead.last_error) == (
+        "dead",
+        1,
+        "UnknownTaskError: no_such_task",
+    )
+    assert dead.finished_at is not None
+    assert await repo.bury(job.ref, "again", "tb") == "fenced"
