@@ -158,7 +158,6 @@ class Demo:
         print(f"operator pid {self.operator.pid}, log {log_path}, health :{port}/healthz")
 
     async def enqueue(self, dsn: str) -> int:
-        await migrate(dsn)
         rng = random.Random(7)
         requests = (
             [
@@ -277,6 +276,7 @@ def main() -> int:
             try:
                 demo.start_cluster()
                 dsn = demo.start_postgres()
+                asyncio.run(migrate(dsn))
                 demo.install(dsn)
                 total = asyncio.run(demo.enqueue(dsn))
                 code = demo.watch(dsn, total, limit)

@@ -154,10 +154,14 @@ async def read_queue(
         dsn = await runtime.secrets.dsn(namespace, ref.name, ref.key)
         snapshot = await runtime.inspector.snapshot(dsn)
     except QueueAccessError as error:
-        state.queue_failures += 1
+        # A queue not created yet is normal at start: ask again at the next sync.
+        unknown = error.reason == reasons.QUEUE_SCHEMA_MISSING
+        state.queue_failures = 0 if unknown else state.queue_failures + 1
         delay = min(backoff_seconds(state.queue_failures), SECRET_BACKOFF_CAP_SECONDS)
         state.queue_retry_at = now + delay
-        state.queue_problem = QueueProblem(error.reason, error.message)
+        state.queue_problem = QueueProblem(
+            error.reason, error.message, "Unknown" if unknown else "False"
+        )
         return state.queue_problem
     state.queue_failures = 0
     state.queue_problem = None

@@ -95,11 +95,12 @@ class QueueInspector:
             try:
                 database.snapshot = await self._query(dsn, database)
             except QueueAccessError as error:
-                database.failures += 1
-                database.retry_at = now + backoff_seconds(database.failures)
-                database.error = error
                 database.snapshot = None
                 metrics.STATS_QUERIES.labels(result="error").inc()
+                if error.reason != reasons.QUEUE_SCHEMA_MISSING:  # that one is asked again
+                    database.failures += 1
+                    database.retry_at = now + backoff_seconds(database.failures)
+                    database.error = error
                 raise
             database.failures = 0
             database.error = None

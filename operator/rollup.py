@@ -37,10 +37,19 @@ class QueueReading:
 
 @dataclass(frozen=True)
 class QueueProblem:
-    """Why the queue could not be read; the message is safe to show (no DSN, no password)."""
+    """Why the queue could not be read; the message is safe to show (no DSN, no password).
+
+    ``status`` is "Unknown" when the database answers but holds no queue yet
+    (the workers create the schema when they start): not worth a warning.
+    """
 
     reason: str
     message: str
+    status: Literal["False", "Unknown"] = "False"
+
+    @property
+    def unreachable(self) -> bool:
+        return self.status == "False"
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ def _unhealthy(pods: Sequence[PodView], now: datetime) -> list[PodView]:
 def _queue_condition(queue: QueueReading | QueueProblem | None) -> conditions.ConditionUpdate:
     if isinstance(queue, QueueProblem):
         return conditions.ConditionUpdate(
-            reasons.QUEUE_REACHABLE, "False", queue.reason, queue.message
+            reasons.QUEUE_REACHABLE, queue.status, queue.reason, queue.message
         )
     if queue is None:
         return conditions.ConditionUpdate(
@@ -133,7 +142,7 @@ def _degraded(obs: Observation, live: Sequence[PodView], ready: int) -> conditio
 
     if obs.spec_problem is not None:
         return degraded(reasons.INVALID_SPEC, obs.spec_problem)
-    if isinstance(obs.queue, QueueProblem):
+    if isinstance(obs.queue, QueueProblem) and obs.queue.unreachable:
         return degraded(reasons.QUEUE_UNREACHABLE, obs.queue.message)
     if obs.apply_problem is not None:
         return degraded(reasons.APPLY_FAILED, obs.apply_problem)

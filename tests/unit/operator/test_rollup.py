@@ -245,3 +245,13 @@ def test_status_patch_removes_what_is_gone() -> None:
         "queue": {"pending": 0, "oldestPending": "-", "oldestPendingSeconds": None},
     }
     assert rollup.status_patch(status, status) == {}
+
+
+def test_missing_queue_schema_is_unknown_not_a_warning() -> None:
+    problem = QueueProblem(reasons.QUEUE_SCHEMA_MISSING, "no schema yet", "Unknown")
+    young = [pod("emails-a", ready=False, age=2), pod("emails-b", ready=False, age=2)]
+    result = rollup.rollup(observe(queue=problem, pods=young, short_since=NOW))
+    assert condition(result.status, "QueueReachable")["status"] == "Unknown"
+    assert condition(result.status, "Degraded")["status"] == "False"
+    assert result.status["health"] == "Starting"
+    assert result.events == []
