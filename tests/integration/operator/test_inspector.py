@@ -1,0 +1,90 @@
+"""The queue inspector against a real PostgreSQL: one stats query per database, shared
+by every pool on it; errors that never show the password."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.cluster.postgres import PostgresServer
+from workerfleet.operator import metrics, reasons
+from workerfleet.operator.errors import QueueAccessError
+from workerfleet.operator.inspector import QueueInspector
+from workerfleet.worker.connector import Connector
+from workerfleet.worker.migrations import migrate
+from workerfleet.worker.repository import Repository
+
+
+def queries(result: str) -> float:
+    value = REGISTRY.get_sample_value(f"{metrics.PREFIX}_stats_queries_total", {"result": result})
+    return float(value or 0.0)
+
+
+async def seed(dsn: str) -> None:
+    await migrate(dsn)
+    async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+        repository = Repository(connector)
+        for _ in range(3):
+            await repository.enqueue("emails", "echo", {})
+        await repository.enqueue("reports", "echo", {})
+        await repository.register_worker("w-1", "mail/emails", ["emails"], "pod-1", "0")
+        await repository.register_worker("w-2", "mail/emails", ["emails"], "pod-2", "0")
+
+
+async def test_concurrent_pools_share_one_query(postgres_dsn: str) -> None:
+    await seed(postgres_dsn)
+    inspector = QueueInspector(dead_after_seconds=60)
+    before = queries("ok")
+    snapshots = await asyncio.gather(*(inspector.snapshot(postgres_dsn) for _ in range(8)))
+    assert queries("ok") - before == 1
+    assert all(s is snapshots[0] for s in snapshots)
+    snapshot = snapshots[0]
+    assert snapshot.queues["emails"].pending == 3
+    assert snapshot.queues["reports"].pending == 1
+    assert snapshot.workers["mail/emails"].online == 2
+    assert inspector.databases == 1
+    await inspector.close()
+
+
+async def test_missing_schema_is_reported_as_such(postgres_dsn: str) -> None:
+    inspector = QueueInspector(dead_after_seconds=60)
+    with pytest.raises(QueueAccessError) as caught:
+        await inspector.snapshot(postgres_dsn)
+    assert caught.value.reason == reasons.QUEUE_SCHEMA_MISSING
+    await migrate(postgres_dsn)
+    snapshot = await inspector.snapshot(postgres_dsn)  # asked again at once, no backoff
+    assert snapshot.queues == {}
+    await inspector.close()
+
+
+async def test_wrong_password_never_shows_the_password(postgres_server: PostgresServer) -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    dsn = f"postgresql://nobody:{password}@{postgres_server.host}:{postgres_server.port}/postgres"
+    inspector = QueueInspector(dead_after_seconds=60)
+    with pytest.raises(QueueAccessError) as caught:
+        await inspector.snapshot(dsn)
+    assert caught.value.reason == reasons.DATABASE_UNREACHABLE
+    assert password not in caught.value.message
+    assert dsn not in caught.value.message
+    assert "nobody" in caught.value.message  # the user name helps and is no secret
+    await inspector.close()
+
+
+async def test_a_broken_database_backs_off_without_affecting_others(postgres_dsn: str) -> None:
+    await seed(postgres_dsn)
+    now = [1000.0]
+    inspector = QueueInspector(dead_after_seconds=60, max_age_seconds=0.0, clock=lambda: now[0])
+    assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
+    broken = postgres_dsn.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(QueueAccessError):
+        await inspector.snapshot(broken)
+    with pytest.raises(QueueAccessError):
+        await inspector.snapshot(broken)  # during the backoff: no new attempt, same error
+    assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
+    now[0] += 60
+    with pytest.raises(QueueAccessError):
+        await inspector.snapshot(broken)  # retried after the backoff, still broken
+    await inspector.close()
