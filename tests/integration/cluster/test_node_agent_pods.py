@@ -310,10 +310,12 @@ def test_crash_loop_backs_off_and_counts_restarts(
 
 
 def test_grace_period_ends_in_sigkill_before_the_object_goes(
-    kube_cluster: LocalCluster, namespace: str
+    kube_cluster: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:
+    ignoring = tmp_path / "ignoring-sigterm"
     stubborn = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ignoring)!r}).touch(); time.sleep(3600)"
     )
     apply(
         kube_cluster,
@@ -335,6 +337,7 @@ def test_grace_period_ends_in_sigkill_before_the_object_goes(
     )
     pid = pid_of(pod)
     assert pid is not None
+    wait_for("stubborn ignoring SIGTERM", ignoring.exists, timeout=30)
     kube_cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=false")
     # While the process ignores SIGTERM, the object stays (terminating).
     terminating = get_pod(kube_cluster, namespace, "stubborn")

@@ -123,6 +123,8 @@ def test_agent_stops_pod_processes_on_sigterm_and_leftovers_after_sigkill(
     )
     first_pid = pid_of(running)
     assert first_pid is not None
+    # Signalled before its handler is installed, the server would die without a record.
+    wait_for("resident listening", lambda: records(records_dir, "resident"), timeout=30)
     assert (private_agent.state_dir / "agent-pids" / f"{first_pid}.json").exists()
 
     assert private_agent.stop(signal.SIGTERM) == 0
