@@ -389,10 +389,8 @@ class JobLoop:
     async def _write_failure(
         self, ref: JobRef, error: str, trace: str, delay: float, permanent: bool
     ) -> str:
-        bury = getattr(self.repository, "bury", None) if permanent else None
-        if bury is not None:
-            outcome: str = await bury(ref, error, trace)
-            return outcome
+        if permanent:
+            return await self.repository.bury(ref, error, trace)
         return await self.repository.fail(ref, error, trace, delay)
 
     async def _release(self, job: Job, ref: JobRef, logger: BoundLogger, started: float) -> None:
