@@ -174,7 +174,7 @@ class LocalCluster:
     # -- components ----------------------------------------------------------
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.process(name).start(argv, env=env, cwd=REPO_ROOT)
+        self.process(name).start(argv, marker=str(self.state_dir), env=env, cwd=REPO_ROOT)
 
     def _start_etcd(self, ports: Ports) -> None:
         client = f"http://127.0.0.1:{ports.etcd_client}"

@@ -37,7 +37,8 @@ class ManagedProcess:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        if marker not in cmdline or _is_zombie(pid):
+        # Right after exec the command line can read empty for a moment: still ours.
+        if (cmdline and marker not in cmdline) or _is_zombie(pid):
             return None
         return pid
 
@@ -47,9 +48,14 @@ class ManagedProcess:
     def start(
         self,
         argv: Sequence[str],
+        marker: str,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> int:
+        """Start ``argv``; ``marker`` is a string in its command line that tells it
+        apart from any other process (such as its state directory)."""
+        if marker not in " ".join(argv):
+            raise ValueError(f"marker {marker!r} does not occur in the command line")
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
@@ -65,8 +71,7 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
-        # The binary's path identifies the process better than its name alone.
-        self.marker_file.write_text(argv[0] if "python" not in argv[0] else " ".join(argv[1:3]))
+        self.marker_file.write_text(marker)
         return process.pid
 
     def exited_early(self) -> bool:

@@ -53,9 +53,11 @@ def _pod_pids(cluster: LocalCluster) -> list[int]:
 
 def test_cluster_down_leaves_no_process(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "cluster")
-    cluster.up()
+    pids: dict[str, int | None] = {}
+    pod_pids: list[int] = []
     try:
-        pids = {name: pid for name, pid in cluster.status().items()}
+        cluster.up()
+        pids = cluster.status()
         assert set(pids) == {*COMPONENTS, "postgres"}
         assert [name for name, pid in pids.items() if pid is None] == []
         cluster.kubectl("apply", "-f", "-", input=SLEEPER_DEPLOYMENT)
