@@ -63,7 +63,7 @@ def test_cluster_down_leaves_no_process(tmp_path: Path) -> None:
         cluster.kubectl("apply", "-f", "-", input=SLEEPER_DEPLOYMENT)
         pod_pids = wait_for(
             "two sleeper pods running as processes",
-            lambda: (p := _pod_pids(cluster)) and len(p) == 2 and p,
+            lambda: p if len(p := _pod_pids(cluster)) == 2 else None,
             timeout=90,
         )
         # A second `up` is idempotent: the same processes keep running.

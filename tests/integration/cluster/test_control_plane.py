@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -42,7 +43,7 @@ spec:
 
 
 @pytest.fixture
-def widget_crd(kube_cluster: LocalCluster) -> dict[str, str]:
+def widget_crd(kube_cluster: LocalCluster) -> Iterator[dict[str, str]]:
     suffix = uuid.uuid4().hex[:8]
     names = {
         "group": GROUP,
@@ -114,13 +115,16 @@ def test_list_and_watch_see_changes(
         f"crd/{widget_crd['plural']}.{GROUP}",
         "--timeout=60s",
     )
-    api_client = kubernetes.config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
-    objects = kubernetes.client.CustomObjectsApi(api_client)
+    # The kubernetes client is untyped: its objects are Any here.
+    config: Any = kubernetes.config
+    api_client = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    objects: Any = kubernetes.client.CustomObjectsApi(api_client)
     initial = objects.list_namespaced_custom_object(GROUP, "v1", namespace, widget_crd["plural"])
     assert initial["items"] == []
 
     seen: list[tuple[str, str, int]] = []
-    watch = kubernetes.watch.Watch()
+    watch_module: Any = kubernetes.watch
+    watch = watch_module.Watch()
 
     def follow() -> None:
         stream: Any = watch.stream(
