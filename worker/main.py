@@ -23,6 +23,8 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
+
 from workerfleet.worker import config, connector, handlers, health, migrations, tasks
 from workerfleet.worker.heartbeat import Heartbeat
 from workerfleet.worker.http_server import Endpoints, HealthServer
@@ -234,6 +236,13 @@ class WorkerProcess:
                 self.state.phase = "stopped"
                 log.info("stopped before the database became reachable")
                 return EXIT_OK
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError) as exc:
+            log.error(
+                "the queue schema is missing: run `workerfleet db migrate`, or leave "
+                "WORKERFLEET_MIGRATE unset (true) so the worker applies it at start",
+                extra={"error": describe_error(exc)},
+            )
+            return EXIT_CONFIG
         except Exception as exc:
             log.error("cannot start", extra={"error": describe_error(exc)}, exc_info=exc)
             return EXIT_CONFIG

@@ -195,3 +195,26 @@ def test_a_taken_probe_port_exits_1(workers: list[Worker]) -> None:
     assert result.returncode == 1
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert any("WORKERFLEET_HEALTH_PORT" in event["message"] for event in events)
+
+
+async def test_the_worker_migrates_at_start_unless_told_not_to(
+    postgres_server: PostgresServer, workers: list[Worker]
+) -> None:
+    fresh = postgres_server.create_database()
+    worker = Worker(fresh, handlers="workerfleet.worker.demo_handlers").start()
+    workers.append(worker)
+    await wait_ready(worker)
+    versions = [e for e in worker.log_events() if e["message"] == "migrations applied"]
+    assert versions
+    assert versions[0]["versions"]
+
+    unmigrated = postgres_server.create_database()
+    refused = Worker(
+        unmigrated,
+        handlers="workerfleet.worker.demo_handlers",
+        extra_env={"WORKERFLEET_MIGRATE": "false"},
+    ).start()
+    workers.append(refused)
+    assert refused.wait_exit() == 1
+    errors = [e for e in refused.log_events() if e["level"] == "ERROR"]
+    assert any("WORKERFLEET_MIGRATE" in e["message"] for e in errors)
