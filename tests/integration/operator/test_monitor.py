@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 import pytest
 
 from tests.cluster.control_plane import LocalCluster
@@ -10,8 +14,12 @@ from tests.integration.operator.support import (
     OperatorProcess,
     apply,
     condition,
+    enqueue,
     event_reasons,
+    is_ready,
     kubectl_json,
+    pid_of,
+    pods,
     prepare_queue,
     run,
     secret,
@@ -64,6 +72,7 @@ def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
     other = workerpool("reports", namespace, "reports", replicas={"min": 0, "max": 1})
     apply(crds, other)
     job_id = strand_a_job(postgres_dsn)
+    enqueue(postgres_dsn, "emails", "echo", {"keep": False}, count=3)
 
     apply(
         crds,
@@ -75,6 +84,7 @@ def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
                 "selector": {"matchLabels": {"team": "mail"}},
                 "interval": "2s",
                 "deadWorkerAfter": "3s",
+                "retention": {"succeeded": "1s"},
             },
         },
     )
@@ -85,6 +95,7 @@ def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
             and isinstance(totals := s.get("totals"), dict)
             and totals["stuckJobsRescued"] >= 1
             and totals["deadWorkersReaped"] >= 1
+            and totals["jobsPruned"] >= 3
             and s
         ),
         timeout=60,
@@ -114,3 +125,59 @@ def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
         lambda: "Recovery" in event_reasons(crds, namespace, kind="Monitor"),
         timeout=10,
     )
+
+
+def test_monitor_deletes_the_pod_of_a_hung_worker(
+    crds: LocalCluster, namespace: str, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    prepare_queue(postgres_dsn)
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    pool = workerpool("emails", namespace, "emails", replicas={"min": 1, "max": 1})
+    pool["metadata"]["labels"] = {"team": "mail"}
+    apply(crds, pool)
+    (worker,) = wait_for(
+        "a ready worker",
+        lambda: [p for p in pods(crds, namespace, "emails") if is_ready(p)],
+        timeout=90,
+    )
+    pid = pid_of(worker)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: no heartbeat, no probe answers
+    try:
+        apply(
+            crds,
+            {
+                "apiVersion": "workerfleet.dev/v1alpha1",
+                "kind": "Monitor",
+                "metadata": {"name": "mail", "namespace": namespace},
+                "spec": {
+                    "selector": {"matchLabels": {"team": "mail"}},
+                    "interval": "1s",
+                    "deadWorkerAfter": "3s",
+                    "restartHungWorkers": True,
+                },
+            },
+        )
+        status = wait_for(
+            "the Monitor to delete the hung worker's pod",
+            lambda: (
+                (s := monitor_status(crds, namespace))
+                and isinstance(totals := s.get("totals"), dict)
+                and totals["podsRestarted"] >= 1
+                and s
+            ),
+            timeout=60,
+        )
+        assert isinstance(status["totals"], dict)
+        assert status["totals"]["deadWorkersReaped"] >= 1
+        wait_for(
+            "the hung pod to be terminating or gone",
+            lambda: (
+                worker["metadata"]["name"]
+                not in [p["metadata"]["name"] for p in pods(crds, namespace, "emails")]
+            ),
+            timeout=30,
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
