@@ -243,6 +243,8 @@ async def ensure_service(
 
 
 def post(body: Any, kind: str, reason: str, message: str) -> None:
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return  # its namespace may be going too, and refuses new Events
     kopf.event(body, type=kind, reason=reason, message=message)
     metrics.EVENTS.labels(type=kind, reason=reason).inc()
 
