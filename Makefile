@@ -79,7 +79,7 @@ crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fa
 DEMO_SECONDS ?=
 .PHONY: demo
 demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
-	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m workerfleet.operator.demo
+	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m tests.cluster.demo
 
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
