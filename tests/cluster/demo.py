@@ -34,7 +34,7 @@ from workerfleet.worker.repository import Repository
 if TYPE_CHECKING:
     from tests.cluster.postgres import PostgresServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 CRDS = REPO / "crds"
 NAMESPACE = "workerfleet-demo"
