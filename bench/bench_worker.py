@@ -10,9 +10,22 @@ One throwaway PostgreSQL, one database holding all three schemas, one run:
 3. enqueue -> start latency (p50, p99) on an idle worker woken by NOTIFY;
 4. the depth query with 1,000,000 pending and 1,000,000 finished jobs.
 
+How each is measured, the same way for all three:
+- throughput: workers start on an empty queue and report ready; the jobs are
+  then enqueued in one batch; the rate is the jobs seen at the first poll
+  divided by the time until none is pending or running (polled every 10 ms);
+- latency: a ``probe`` handler writes its start time to a file; one probe is
+  enqueued at a time on an idle worker; latency = start - the moment before
+  the enqueue call (bench/probes.py);
+- depth: each library's own depth/stats call after loading the rows with
+  INSERT ... SELECT and VACUUM ANALYZE, timed from the client.
+The machine is shared, so enqueue and throughput are the best of ``ROUNDS``
+alternating rounds (each round is printed too).
+
 PgQueuer and procrastinate are installed into ``.bench/venv`` (not project
 dependencies) and driven by ``bench/competitors.py``. Prints figures; asserts
-nothing. Figures are also written to ``.bench/results.json``.
+nothing. ``--phases`` runs a subset. Figures are also written to
+``.bench/results.json``.
 """
 
 from __future__ import annotations
@@ -58,9 +71,9 @@ ENQUEUE_BATCH_JOBS = 20_000
 ENQUEUE_BATCH_SIZE = 1_000
 PROCESS_JOBS = 20_000
 # procrastinate drains a few hundred jobs a second here: fewer jobs keep the run short.
-PROCESS_JOBS_BY_SYSTEM = {"procrastinate": 5_000}
+PROCESS_JOBS_BY_SYSTEM = {"procrastinate": 3_000}
 # The machine is shared: each figure is the best of this many alternating rounds.
-ROUNDS = 2
+ROUNDS = 3
 WORKER_CONCURRENCY = 16
 LATENCY_SAMPLES = 300
 DEPTH_ROWS = 1_000_000
