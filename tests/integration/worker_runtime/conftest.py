@@ -52,3 +52,4 @@ def workers() -> Iterator[list[Worker]]:
         worker.stop()
         # Shown by pytest only when the test failed.
         print(f"--- worker on port {worker.port} ---\n{worker.logs()[-6000:]}")
+        worker.log_path.unlink(missing_ok=True)

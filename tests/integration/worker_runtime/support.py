@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +28,7 @@ WORKER_BINARY = Path(sys.executable).parent / "workerfleet-worker"
 TEST_HANDLERS = "wf_runtime_test_tasks"
 _HANDLERS_DIR = Path(tempfile.mkdtemp(prefix="wf-runtime-tasks-"))
 (_HANDLERS_DIR / f"{TEST_HANDLERS}.py").symlink_to(Path(runtime_tasks.__file__).resolve())
+atexit.register(shutil.rmtree, _HANDLERS_DIR, True)
 WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.05
 

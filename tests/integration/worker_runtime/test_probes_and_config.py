@@ -26,7 +26,8 @@ QUEUE = "runtime"
 async def test_health_has_the_seed_000_shape_and_metrics_parse(
     repository: Repository, queue_dsn: str, workers: list[Worker]
 ) -> None:
-    worker = Worker(queue_dsn, concurrency=2).start()
+    worker = Worker(queue_dsn, concurrency=2, extra_env={"WORKERFLEET_SHUTDOWN_GRACE": "1s"})
+    worker.start()
     workers.append(worker)
     await wait_ready(worker)
     ids = [await repository.enqueue(QUEUE, "echo", {"n": n}) for n in range(3)]
@@ -92,8 +93,10 @@ async def test_health_has_the_seed_000_shape_and_metrics_parse(
     assert worker.metric("workerfleet_worker_job_queue_wait_seconds_count", task="echo") == 3
     assert worker.metric("workerfleet_worker_heartbeat_age_seconds") < 60
     # The periodic health log line, one JSON event per line.
-    health_lines = [e for e in worker.log_events() if e["message"] == "health"]
-    assert health_lines
+    health_lines = await eventually(
+        lambda: [e for e in worker.log_events() if e["message"] == "health"],
+        "a periodic health log line",
+    )
     assert health_lines[-1]["status"] == "healthy"
     assert "memory_rss_mb" in health_lines[-1]
     assert all(PASSWORD not in line for line in worker.logs().splitlines())
