@@ -198,13 +198,15 @@ class Repository:
         """Lease up to ``limit`` due jobs of ``queues``, in claim order."""
         if limit <= 0 or not queues:
             return []
-        rows = await self.connector.fetch(
-            QUERIES["claim"],
-            worker_id,
-            list(queues),
-            limit,
-            models.validate_seconds(lease_seconds, "lease_seconds"),
-        )
+        lease = models.validate_seconds(lease_seconds, "lease_seconds")
+        if len(queues) == 1:
+            rows = await self.connector.fetch(
+                QUERIES["claim_one_queue"], worker_id, queues[0], limit, lease
+            )
+        else:
+            rows = await self.connector.fetch(
+                QUERIES["claim"], worker_id, list(queues), limit, lease
+            )
         return models.sort_claimed([Job.from_row(row) for row in rows])
 
     async def complete(self, ref: JobRef, result: Any = None) -> bool:

@@ -56,6 +56,26 @@ WITH inserted AS (
 )
 SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
+-- claim_one_queue --
+-- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds; returns the claimed rows.
+WITH candidates AS (
+    SELECT j.id
+    FROM workerfleet.jobs AS j
+    WHERE j.state = 'pending' AND j.queue = $2 AND j.run_at <= now()
+    ORDER BY j.priority DESC, j.run_at, j.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workerfleet.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    worker_id = $1,
+    started_at = now(),
+    lease_expires_at = now() + make_interval(secs => $4::float8)
+FROM candidates
+WHERE j.id = candidates.id
+RETURNING j.*;
+
 -- claim --
 -- Lease up to $3 claimable jobs, highest priority first: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds; returns the claimed rows.
 WITH candidates AS (
@@ -313,10 +333,12 @@ FROM counts AS c
 CROSS JOIN LATERAL (
     SELECT count(*) AS scheduled FROM workerfleet.jobs AS j
     WHERE j.state = 'pending' AND j.queue = c.queue AND j.run_at > now()
+        AND j.priority IS NOT NULL
 ) AS s
 CROSS JOIN LATERAL (
     SELECT min(j.run_at) AS oldest_run_at FROM workerfleet.jobs AS j
     WHERE j.state = 'pending' AND j.queue = c.queue AND j.run_at <= now()
+        AND j.priority IS NOT NULL
 ) AS o
 LEFT JOIN finished AS f ON f.queue = c.queue
 ORDER BY c.queue;

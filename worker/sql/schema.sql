@@ -42,9 +42,11 @@ CREATE TABLE workerfleet.jobs (
 CREATE INDEX jobs_claimable_idx ON workerfleet.jobs (queue, priority DESC, run_at, id)
     WHERE state = 'pending';
 
--- Oldest pending age and the scheduled (future run_at) count, per queue.
+-- Oldest pending age and the scheduled (future run_at) count, per queue. The
+-- always-true "priority IS NOT NULL" keeps the claim off this index: only the
+-- stats query states it (see migrations/0003).
 CREATE INDEX jobs_pending_run_at_idx ON workerfleet.jobs (queue, run_at)
-    WHERE state = 'pending';
+    WHERE state = 'pending' AND priority IS NOT NULL;
 
 -- Running jobs by holder: reaping a dead worker, and the lease scan (few rows).
 CREATE INDEX jobs_running_worker_idx ON workerfleet.jobs (worker_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -10,6 +11,7 @@ import pytest
 
 from workerfleet.worker.connector import Connector, connect
 from workerfleet.worker.models import EnqueueRequest, InvalidJobError
+from workerfleet.worker.queries import QUERIES
 from workerfleet.worker.repository import NOTIFY_CHANNEL, Repository
 
 WORKER = "worker-a"
@@ -194,3 +196,40 @@ async def test_enqueue_notifies_the_queue_name(repo: Repository, connector: Conn
         assert await asyncio.wait_for(received.get(), timeout=10) == "batch"
     finally:
         await listener.close()
+
+
+async def test_claim_across_queues_keeps_global_priority_order(repo: Repository) -> None:
+    a_low = await repo.enqueue("a", "t", priority=1)
+    b_high = await repo.enqueue("b", "t", priority=9)
+    a_high = await repo.enqueue("a", "t", priority=5)
+    b_low = await repo.enqueue("b", "t", priority=0)
+    claimed = await repo.claim(WORKER, ["a", "b"], 3, LEASE_SECONDS)
+    assert [job.id for job in claimed] == [b_high, a_high, a_low]
+    assert [job.id for job in await repo.claim(WORKER, ["b", "a"], 3, LEASE_SECONDS)] == [b_low]
+
+
+@pytest.mark.parametrize(
+    ("query", "queues"), [("claim_one_queue", "backlog"), ("claim", ["backlog", "other"])]
+)
+async def test_claim_can_never_take_the_stats_index(
+    repo: Repository, connector: Connector, query: str, queues: object
+) -> None:
+    # With stale statistics the planner once claimed through (queue, run_at) and
+    # sorted the whole backlog each time; the stats index is now out of reach.
+    await repo.enqueue_many([EnqueueRequest("backlog", "t") for _ in range(2_000)])
+    sql = QUERIES[query].split("\n", 1)[1]
+    async with connector.pool.acquire() as connection:
+        plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0)
+        assert "jobs_claimable_idx" in json.dumps(plan)
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            # Even without the claimable index the claim must not use the stats one.
+            await connection.execute("DROP INDEX workerfleet.jobs_claimable_idx")
+            await connection.execute("SET LOCAL enable_seqscan = off")
+            fallback = await connection.fetchval(
+                f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0
+            )
+        finally:
+            await transaction.rollback()
+    assert "jobs_pending_run_at_idx" not in json.dumps(fallback)
