@@ -84,3 +84,22 @@ demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jo
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py
+
+# -- kind, for users with a Docker engine (not exercised by CI: none runs here) --
+KIND_CLUSTER ?= workerfleet
+IMAGE ?= workerfleet:dev
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster from kind-config.yaml (needs Docker and kind)
+	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
+
+.PHONY: image
+image: ## Build the workerfleet image (worker and operator) and load it into kind
+	docker build -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: k8s-bin ## helm install the operator (CRDs included) into the current kube context
+	$(shell bash tests/cluster/build-k8s.sh 2>/dev/null)/helm upgrade --install workerfleet charts/workerfleet \
+	  --namespace workerfleet --create-namespace \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE)))

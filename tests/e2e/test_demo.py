@@ -17,7 +17,7 @@ DEMO_TIMEOUT_SECONDS = 600
 
 def test_make_demo_drains_its_jobs_and_cleans_up() -> None:
     result = subprocess.run(
-        ["make", "demo", "DEMO_SECONDS=60"],
+        ["make", "--no-print-directory", "demo", "DEMO_SECONDS=60"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
