@@ -190,8 +190,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--probe-file")
     args = parser.parse_args()
-    runner = pgqueuer_main if args.system == "pgqueuer" else procrastinate_main
-    asyncio.run(runner(args))
+    if args.system == "pgqueuer":
+        # As PgQueuer's own CLI (`pgq run`) runs it: on uvloop, one of its dependencies.
+        import uvloop
+
+        uvloop.run(pgqueuer_main(args))
+    else:
+        asyncio.run(procrastinate_main(args))
 
 
 if __name__ == "__main__":

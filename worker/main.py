@@ -380,7 +380,19 @@ def main() -> None:
     except (tasks.HandlerLoadError, tasks.TaskDefinitionError) as exc:
         fail_to_start(f"WORKERFLEET_HANDLERS={settings.handlers!r}: {exc}")
         return
-    raise SystemExit(asyncio.run(WorkerProcess(settings, handler).run()))
+    raise SystemExit(run_event_loop(settings.event_loop, WorkerProcess(settings, handler).run()))
+
+
+def run_event_loop(kind: str, coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run the worker on uvloop (as asyncpg recommends), or on the standard loop."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # a platform without uvloop wheels: the standard loop will do
+            log.warning("uvloop is not installed; running on the asyncio event loop")
+        else:
+            return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def test_health_host_defaults_to_the_pod_ip_and_can_be_overridden() -> None:
         ("WORKERFLEET_MIGRATE", "perhaps"),
         ("WORKERFLEET_DSN", "mysql://root@db/jobs"),
         ("WORKERFLEET_RETRY_JITTER", "some"),
+        ("WORKERFLEET_EVENT_LOOP", "tokio"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
@@ -117,3 +118,8 @@ def test_worker_identity_on_and_off_kubernetes() -> None:
     assert on_pod == "emails-7d9f-x2-0f1e2d3c-ab12cd"
     assert worker_identity(None, None, "ab12cd", "laptop", 4242) == "laptop-4242-ab12cd"
     assert worker_identity("p", None, "n0", "h", 1) == "p-n0"
+
+
+def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
+    assert load_settings(BASE).event_loop == "uvloop"
+    assert load_settings({**BASE, "WORKERFLEET_EVENT_LOOP": "AsyncIO"}).event_loop == "asyncio"
