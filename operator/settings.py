@@ -7,24 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from workerfleet.durations import DurationError, parse_duration
+from workerfleet.durations import Seconds
 
 ENV_PREFIX = "WORKERFLEET_OPERATOR_"
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except DurationError as error:
-            raise ValueError(str(error)) from None
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_duration)]
 
 
 class OperatorSettings(BaseSettings):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from workerfleet.durations import DurationError, parse_duration
+from workerfleet.durations import Seconds
 from workerfleet.worker.connector import redact_dsn
 
 ENV_PREFIX = "WORKERFLEET_"
@@ -49,18 +49,6 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 
 class ConfigError(ValueError):
     """Configuration that cannot work; the message names the variable(s) to fix."""
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except DurationError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_duration)]
 
 
 class WorkerSettings(BaseSettings):

@@ -8,6 +8,9 @@ and parsed here, so the API server and the worker agree on what is valid.
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -51,3 +54,17 @@ def format_duration(seconds: float) -> str:
     if remaining or not parts:
         parts.append(f"{remaining}s")
     return "".join(parts)
+
+
+def _seconds_from_text(value: Any) -> Any:
+    """Pydantic hook: a duration string becomes seconds; numbers pass through."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DurationError as error:
+            raise ValueError(str(error)) from None
+    return value
+
+
+# A settings field holding seconds that also accepts "30s", "5m", "1h30m".
+Seconds = Annotated[float, BeforeValidator(_seconds_from_text)]
