@@ -56,6 +56,21 @@ WITH inserted AS (
 )
 SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
+-- enqueue_one --
+-- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL = 5, the column default), $7 delay_seconds; returns id.
+WITH inserted AS (
+    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    VALUES (
+        $1, $2, $3::text::jsonb, coalesce($4::integer, 0),
+        coalesce($5::timestamptz, now() + make_interval(secs => $7::float8), now()),
+        coalesce($6::integer, 5)
+    )
+    RETURNING id, queue, run_at
+)
+SELECT i.id, CASE WHEN i.run_at <= now() THEN pg_notify('workerfleet_jobs', i.queue) END
+    AS notified
+FROM inserted AS i;
+
 -- claim_one_queue --
 -- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds; returns the claimed rows.
 WITH candidates AS (
