@@ -342,30 +342,31 @@ async def reconcile_pool(
     worker_deployments: Mapping[Any, Any] = NO_INDEX,
     **_: Any,
 ) -> None:
+    problem = await timed_sync(
+        "WorkerPool",
+        memo=memo,
+        body=body,
+        patch=patch,
+        namespace=in_namespace(namespace),
+        name=name,
+        uid=uid,
+        worker_pods=worker_pods,
+        worker_deployments=worker_deployments,
+    )
+    if problem is not None:
+        raise kopf.PermanentError(problem)
+
+
+async def timed_sync(kind: str, **sync_arguments: Any) -> str | None:
+    """``sync_pool``, counted and timed as a reconcile of ``kind``: ok, invalid or error."""
     started = time.monotonic()
-    result = "ok"
+    result = "error"
     try:
-        problem = await sync_pool(
-            memo=memo,
-            body=body,
-            patch=patch,
-            namespace=in_namespace(namespace),
-            name=name,
-            uid=uid,
-            worker_pods=worker_pods,
-            worker_deployments=worker_deployments,
-        )
-        if problem is not None:
-            result = "invalid"
-            raise kopf.PermanentError(problem)
-    except kopf.PermanentError:
-        raise
-    except Exception:
-        result = "error"
-        raise
+        problem = await sync_pool(**sync_arguments)
+        result = "invalid" if problem is not None else "ok"
+        return problem
     finally:
-        metrics.RECONCILES.labels(kind="WorkerPool", result=result).inc()
-        metrics.RECONCILE_SECONDS.labels(kind="WorkerPool").observe(time.monotonic() - started)
+        metrics.record_reconcile(kind, result, time.monotonic() - started)
 
 
 def sync_due(synced_at: float | None, changed_at: float | None, now: float) -> bool:
@@ -396,25 +397,17 @@ async def pool_tick(
     where = in_namespace(namespace)
     if not sync_due(pool_state(memo).synced_at, runtime.changed_at.get((where, name)), started):
         return
-    result = "ok"
-    try:
-        problem = await sync_pool(
-            memo=memo,
-            body=body,
-            patch=patch,
-            namespace=in_namespace(namespace),
-            name=name,
-            uid=uid,
-            worker_pods=worker_pods,
-            worker_deployments=worker_deployments,
-        )
-        result = "invalid" if problem else "ok"
-    except Exception:
-        result = "error"
-        raise
-    finally:
-        metrics.RECONCILES.labels(kind="WorkerPoolTick", result=result).inc()
-        metrics.RECONCILE_SECONDS.labels(kind="WorkerPoolTick").observe(time.monotonic() - started)
+    await timed_sync(
+        "WorkerPoolTick",
+        memo=memo,
+        body=body,
+        patch=patch,
+        namespace=where,
+        name=name,
+        uid=uid,
+        worker_pods=worker_pods,
+        worker_deployments=worker_deployments,
+    )
 
 
 def release_timer_finalizers(registry: kopf.OperatorRegistry) -> int:

@@ -21,6 +21,14 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+def record_reconcile(kind: str, result: str, seconds: float) -> None:
+    """One reconcile (or status tick) of ``kind`` ended with ``result`` after ``seconds``."""
+    RECONCILES.labels(kind=kind, result=result).inc()
+    RECONCILE_SECONDS.labels(kind=kind).observe(seconds)
+
+
 POOL_CONDITIONS = Gauge(
     f"{PREFIX}_pool_condition",
     "1 when the WorkerPool's condition has this status",

@@ -314,6 +314,7 @@ async def monitor_tick(
         for change in conditions.transitions(previous.get("conditions"), status["conditions"]):
             if change.after == "False":
                 post(body, "Warning", change.reason, change.message)
-        metrics.RECONCILES.labels(kind="Monitor", result="error" if problems else "ok").inc()
-        metrics.RECONCILE_SECONDS.labels(kind="Monitor").observe(time.monotonic() - started)
+        metrics.record_reconcile(
+            "Monitor", "error" if problems else "ok", time.monotonic() - started
+        )
         logger.debug("monitor %s/%s ran: %s", namespace, name, summary or "nothing to recover")
