@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from workerfleet.worker import retry
+
 APPLICATION_NAME = "workerfleet"
 COMMAND_TIMEOUT_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -34,6 +36,33 @@ CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 
 class DatabaseUnavailable(ConnectionError):
     """The database could not be reached; the message never contains the password."""
+
+
+# What "the database is unreachable right now" looks like once connected: worth
+# retrying after a pause. Anything else is a bug and is reported as one.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    DatabaseUnavailable,
+)
+ERROR_MAX_CHARS = 10_000
+RECONNECT_INITIAL_SECONDS = 0.25
+RECONNECT_MAX_SECONDS = 10.0
+
+
+def reconnect_backoff() -> retry.Backoff:
+    """Delays between attempts to reach the database again: 0.25 s, 0.5 s, ... up to 10 s."""
+    return retry.Backoff(RECONNECT_INITIAL_SECONDS, RECONNECT_MAX_SECONDS)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an error, bounded (for logs and a job's last_error)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:ERROR_MAX_CHARS]
 
 
 class InvalidDsn(ValueError):

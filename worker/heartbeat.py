@@ -13,9 +13,10 @@ import datetime as dt
 import logging
 import time
 
+from workerfleet.worker import connector
 from workerfleet.worker.health import JobKey, RuntimeState
 from workerfleet.worker.logging_setup import LOGGER_NAME
-from workerfleet.worker.loop import DATABASE_ERRORS, JobLoop, describe_error
+from workerfleet.worker.loop import JobLoop
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.models import JobRef
 from workerfleet.worker.repository import Repository
@@ -84,8 +85,8 @@ class Heartbeat:
                 )
         except Exception as exc:  # the heartbeat must outlive any database trouble
             self.loop.record_database_failure("heartbeat", exc)
-            if not isinstance(exc, DATABASE_ERRORS):
-                log.error("heartbeat failed", extra={"error": describe_error(exc)})
+            if not isinstance(exc, connector.TRANSIENT_ERRORS):
+                log.error("heartbeat failed", extra={"error": connector.describe_error(exc)})
             return False
         now = time.monotonic()
         self.state.last_heartbeat_ok = now

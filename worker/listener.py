@@ -13,10 +13,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workerfleet.worker import connector
+from workerfleet.worker import connector, retry
 from workerfleet.worker.health import RuntimeState
 from workerfleet.worker.logging_setup import LOGGER_NAME
-from workerfleet.worker.loop import DATABASE_ERRORS, Backoff, describe_error
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.repository import NOTIFY_CHANNEL
 
@@ -51,15 +50,15 @@ class Listener:
             self.on_wake()
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff()
+        backoff = connector.reconnect_backoff()
         while not stop.is_set():
             try:
                 await self._listen_until_lost(stop, backoff)
-            except DATABASE_ERRORS as exc:
+            except connector.TRANSIENT_ERRORS as exc:
                 if backoff.failures == 0:
                     log.warning(
                         "LISTEN connection lost; polling meanwhile, reconnecting",
-                        extra={"error": describe_error(exc)},
+                        extra={"error": connector.describe_error(exc)},
                     )
             self.state.listener_connected = False
             if stop.is_set():
@@ -68,7 +67,7 @@ class Listener:
                 async with asyncio.timeout(backoff.next_delay()):
                     await stop.wait()
 
-    async def _listen_until_lost(self, stop: asyncio.Event, backoff: Backoff) -> None:
+    async def _listen_until_lost(self, stop: asyncio.Event, backoff: retry.Backoff) -> None:
         connection = await connector.connect(self.dsn)
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())

@@ -18,8 +18,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import asyncpg
-
 from workerfleet.worker import connector, handlers, retry, tasks
 from workerfleet.worker.config import WorkerSettings
 from workerfleet.worker.health import JobKey, RunningJob, RuntimeState
@@ -30,25 +28,12 @@ from workerfleet.worker.repository import Repository
 
 T = TypeVar("T")
 
-# What "the database is unreachable right now" looks like; anything else is a bug.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.TooManyConnectionsError,
-    connector.DatabaseUnavailable,
-)
 CLAIM_COOLDOWN_SECONDS = 0.005
 # A database that stops answering (rather than refusing) must not wedge the loop.
 CLAIM_TIMEOUT_SECONDS = 10.0
-RECONNECT_INITIAL_SECONDS = 0.25
-RECONNECT_MAX_SECONDS = 10.0
 # How long a finished job keeps trying to record its end while the database is down.
 # Past the lease its claim has expired anyway: the recovery re-runs it (at least once).
 RECORD_END_MIN_DEADLINE_SECONDS = 30.0
-ERROR_MAX_CHARS = 10_000
 
 
 log = logging.getLogger(LOGGER_NAME + ".loop")
@@ -56,27 +41,6 @@ log = logging.getLogger(LOGGER_NAME + ".loop")
 
 class JobTimedOutError(Exception):
     """The job ran past its timeout and was cancelled."""
-
-
-class Backoff:
-    """Exponential delays for reconnecting: 0.25s, 0.5s, ... up to 10s."""
-
-    def __init__(
-        self, initial: float = RECONNECT_INITIAL_SECONDS, cap: float = RECONNECT_MAX_SECONDS
-    ) -> None:
-        self.initial, self.cap, self.failures = initial, cap, 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return retry.exponential_seconds(self.failures, self.initial, self.cap)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-def describe_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:ERROR_MAX_CHARS]
 
 
 def queue_wait_seconds(job: Job) -> float | None:
@@ -120,7 +84,7 @@ class JobLoop:
         self._tasks: dict[JobKey, asyncio.Task[None]] = {}
         # Jobs whose end is being written: a heartbeat that misses them raced that write.
         self._ending: set[JobKey] = set()
-        self._claim_backoff = Backoff()
+        self._claim_backoff = connector.reconnect_backoff()
 
     # -- waking and stopping -------------------------------------------------
 
@@ -202,12 +166,12 @@ class JobLoop:
         self.state.database_failed(dt.datetime.now(dt.UTC), exc)
         self.metrics.database_up.set(0)
         self.metrics.database_errors.labels(operation=operation).inc()
-        if not isinstance(exc, DATABASE_ERRORS):
+        if not isinstance(exc, connector.TRANSIENT_ERRORS):
             log.error("database call failed", extra={"operation": operation}, exc_info=exc)
         elif was_connected:
             log.warning(
                 "database unreachable; retrying with backoff",
-                extra={"operation": operation, "error": describe_error(exc)},
+                extra={"operation": operation, "error": connector.describe_error(exc)},
             )
 
     def _start(self, job: Job) -> None:
@@ -354,7 +318,7 @@ class JobLoop:
         if (job.id, job.attempt) in self.state.fenced_ids:
             self._dropped_as_fenced(job, logger, started)
             return
-        error = describe_error(exc)
+        error = connector.describe_error(exc)
         trace = "".join(traceback.format_exception(exc))
         delay = retry.backoff_seconds(
             job.attempt,
@@ -418,17 +382,17 @@ class JobLoop:
         deadline = time.monotonic() + max(
             self.settings.lease_seconds, RECORD_END_MIN_DEADLINE_SECONDS
         )
-        backoff = Backoff()
+        backoff = connector.reconnect_backoff()
         while True:
             try:
                 outcome = await write()  # a hung server is cut off by the pool's command timeout
-            except DATABASE_ERRORS as exc:
+            except connector.TRANSIENT_ERRORS as exc:
                 self.record_database_failure(operation, exc)
                 if time.monotonic() >= deadline:
                     log.error(
                         "could not record the job's end; its lease will expire and "
                         "the recovery will run it again",
-                        extra={"operation": operation, "error": describe_error(exc)},
+                        extra={"operation": operation, "error": connector.describe_error(exc)},
                     )
                     return None
                 await asyncio.sleep(backoff.next_delay())

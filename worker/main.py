@@ -30,7 +30,7 @@ from workerfleet.worker.heartbeat import Heartbeat
 from workerfleet.worker.http_server import Endpoints, HealthServer
 from workerfleet.worker.listener import Listener
 from workerfleet.worker.logging_setup import LOGGER_NAME, configure_logging
-from workerfleet.worker.loop import DATABASE_ERRORS, Backoff, JobLoop, describe_error
+from workerfleet.worker.loop import JobLoop
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.repository import Repository
 from workerfleet.worker.signals import StopSignals
@@ -140,7 +140,7 @@ class WorkerProcess:
 
     async def _connect(self) -> bool:
         """Open the pool, migrate, register; retried until it works or stop is asked."""
-        backoff = Backoff()
+        backoff = connector.reconnect_backoff()
         while not self.stop_requested.is_set():
             opened: connector.Connector | None = None
             try:
@@ -159,7 +159,7 @@ class WorkerProcess:
                     self.settings.pod_name,
                     self.version,
                 )
-            except DATABASE_ERRORS as exc:
+            except connector.TRANSIENT_ERRORS as exc:
                 if opened is not None:
                     with contextlib.suppress(Exception):
                         await opened.close()
@@ -168,7 +168,7 @@ class WorkerProcess:
                 delay = backoff.next_delay()
                 log.warning(
                     "database unreachable at start; retrying",
-                    extra={"error": describe_error(exc), "retry_in_seconds": delay},
+                    extra={"error": connector.describe_error(exc), "retry_in_seconds": delay},
                 )
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -215,7 +215,7 @@ class WorkerProcess:
             log.error(
                 "cannot serve probes: set WORKERFLEET_HEALTH_HOST / WORKERFLEET_HEALTH_PORT",
                 extra={"host": self.settings.bind_host, "port": self.settings.health_port,
-                       "error": describe_error(exc)},
+                       "error": connector.describe_error(exc)},
             )  # fmt: skip
             uninstall()
             return EXIT_CONFIG
@@ -240,11 +240,11 @@ class WorkerProcess:
             log.error(
                 "the queue schema is missing: run `workerfleet db migrate`, or leave "
                 "WORKERFLEET_MIGRATE unset (true) so the worker applies it at start",
-                extra={"error": describe_error(exc)},
+                extra={"error": connector.describe_error(exc)},
             )
             return EXIT_CONFIG
         except Exception as exc:
-            log.error("cannot start", extra={"error": describe_error(exc)}, exc_info=exc)
+            log.error("cannot start", extra={"error": connector.describe_error(exc)}, exc_info=exc)
             return EXIT_CONFIG
         assert self.repository is not None
         assert self.connector is not None
@@ -294,7 +294,10 @@ class WorkerProcess:
             error = finished.exception() if not finished.cancelled() else None
             log.error(
                 "a supervised task stopped unexpectedly; the worker stops",
-                extra={"task": name, "error": describe_error(error) if error else "returned"},
+                extra={
+                    "task": name,
+                    "error": connector.describe_error(error) if error else "returned",
+                },
                 exc_info=error,
             )
             exit_code = EXIT_FAILED
@@ -341,7 +344,7 @@ class WorkerProcess:
         except Exception as exc:
             log.warning(
                 "could not record the worker state",
-                extra={"state": state, "error": describe_error(exc)},
+                extra={"state": state, "error": connector.describe_error(exc)},
             )
 
     async def _health_log(self) -> None:

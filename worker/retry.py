@@ -1,8 +1,11 @@
-"""How long a failed job waits before its next attempt.
+"""Exponential backoff, the one kind used everywhere in workerfleet.
 
-Exponential backoff between a base and a cap, with jitter so that a burst of
-jobs failing together (a dependency went down) does not come back as a burst.
-A pure function: the random source is a parameter, so tests can pin it.
+* :func:`backoff_seconds`: how long a failed job waits before its next
+  attempt, between a base and a cap, with jitter so that a burst of jobs
+  failing together (a dependency went down) does not come back as a burst.
+  Pure: the random source is a parameter, so tests can pin it.
+* :class:`Backoff`: consecutive failures of one thing (a database connection,
+  a listener, the operator's reads of one database) turned into growing delays.
 """
 
 from __future__ import annotations
@@ -49,3 +52,20 @@ def backoff_seconds(
     else:
         raise ValueError(f"unknown jitter mode {jitter!r}: use full, equal or none")
     return min(max(delay, min(base_seconds, cap_seconds)), cap_seconds)
+
+
+class Backoff:
+    """Delays after consecutive failures: initial, 2 x initial, ... up to cap; reset on success."""
+
+    def __init__(self, initial_seconds: float, cap_seconds: float) -> None:
+        self.initial_seconds = initial_seconds
+        self.cap_seconds = cap_seconds
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """Count one more failure and return how long to wait before trying again."""
+        self.failures += 1
+        return exponential_seconds(self.failures, self.initial_seconds, self.cap_seconds)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -9,7 +9,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from workerfleet.worker import health, heartbeat, loop
+from workerfleet.worker import connector, health, heartbeat, loop, retry
 from workerfleet.worker.logging_setup import bind, configure_logging
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.models import Job, JobRef
@@ -78,7 +78,7 @@ def test_queue_wait_counts_from_run_at_when_the_job_was_scheduled() -> None:
 
 
 def test_reconnect_backoff_grows_to_its_cap_and_resets() -> None:
-    backoff = loop.Backoff(initial=0.25, cap=1.0)
+    backoff = retry.Backoff(initial_seconds=0.25, cap_seconds=1.0)
     assert [backoff.next_delay() for _ in range(4)] == [0.25, 0.5, 1.0, 1.0]
     backoff.reset()
     assert backoff.next_delay() == 0.25
@@ -111,5 +111,5 @@ def test_heartbeat_skips_known_fenced_jobs_and_spots_lost_ones() -> None:
 
 
 def test_describe_error_names_the_type() -> None:
-    assert loop.describe_error(ValueError("x")) == "ValueError: x"
-    assert loop.describe_error(TimeoutError()) == "TimeoutError"
+    assert connector.describe_error(ValueError("x")) == "ValueError: x"
+    assert connector.describe_error(TimeoutError()) == "TimeoutError"
