@@ -1,22 +1,18 @@
-"""`python -m tests.cluster up|down|status|env`: the local cluster from a shell."""
+"""`python -m localcluster up|down|status|env`: the local cluster from a shell.
+
+The state directory is $WORKERFLEET_CLUSTER_DIR, else .cluster in the checkout."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
-from tests.cluster.control_plane import DEFAULT_STATE_DIR, ClusterError, LocalCluster
-
-
-def _state_dir() -> Path:
-    return Path(os.environ.get("WORKERFLEET_CLUSTER_DIR", DEFAULT_STATE_DIR))
+from localcluster.control_plane import ClusterError, LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument(
         "--purge",
@@ -24,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         help="with down: also delete the state directory (etcd data, PKI, logs)",
     )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(_state_dir())
+    cluster = LocalCluster.from_environment()
     if args.command == "up":
         started = time.monotonic()
         try:

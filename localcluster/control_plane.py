@@ -2,16 +2,17 @@
 
 Real components at one pinned release (etcd, kube-apiserver with TLS, RBAC,
 Node authorization and its default admission plugins, kube-controller-manager,
-kube-scheduler), a node agent that runs scheduled pods as local processes, and
-a throwaway PostgreSQL. Everything lives in one state directory; `up` is
-idempotent and `down` leaves no process behind.
+kube-scheduler), the node agent (`localcluster.nodeagent`) that runs scheduled pods
+as local processes, and a throwaway PostgreSQL. Everything lives in one state
+directory; `up` is idempotent and `down` leaves no process behind.
+`LocalCluster.from_environment()` is the cluster `make cluster-up`, the demo and the
+tests share: `$WORKERFLEET_CLUSTER_DIR`, else `.cluster` in the checkout.
 """
 
 from __future__ import annotations
 
 import base64
 import fcntl
-import importlib
 import json
 import os
 import shutil
@@ -24,13 +25,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster import pki
-from tests.cluster.postgres import PostgresServer, free_port
-from tests.cluster.processes import ManagedProcess
+from localcluster import pki
+from localcluster.loopback import free_port
+from localcluster.nodeagent.process_groups import kill_leftover_pod_processes
+from localcluster.postgres import PostgresServer
+from localcluster.processes import ManagedProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "tests" / "cluster" / "build-k8s.sh"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = Path(__file__).resolve().parent / "build-k8s.sh"
 DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
+STATE_DIR_VARIABLE = "WORKERFLEET_CLUSTER_DIR"
 APISERVER_READY_TIMEOUT_SECONDS = 90.0
 CLUSTER_READY_TIMEOUT_SECONDS = 90.0
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -48,13 +52,21 @@ class ClusterError(RuntimeError):
     """The cluster could not be brought up; the message points at the log to read."""
 
 
-def binaries_dir() -> Path:
-    """Build the pinned binaries if missing (cached by version) and return their directory."""
+def binaries_dir(quiet: bool = False) -> Path:
+    """Build the pinned binaries if missing (cached by version) and return their directory.
+
+    The build script reports progress on stderr; ``quiet`` keeps that out of the terminal
+    and puts it in the error if the build fails."""
     result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False
+        ["bash", str(BUILD_SCRIPT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if quiet else None,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}")
+        said = f": {result.stderr.strip()[-2000:]}" if quiet else ""
+        raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}{said}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
@@ -76,14 +88,20 @@ class Ports:
 class LocalCluster:
     """The cluster whose state lives in ``state_dir``."""
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, quiet_build: bool = False) -> None:
         self.state_dir = state_dir
+        self.quiet_build = quiet_build
         self.logs_dir = state_dir / "logs"
         self.pid_dir = state_dir / "pids"
         self.pki = pki.ClusterPKI(state_dir / "pki")
         self.kubeconfig = state_dir / "kubeconfig"
         self.postgres = PostgresServer(state_dir / "postgres")
         self._bin_dir: Path | None = None
+
+    @classmethod
+    def from_environment(cls, quiet_build: bool = False) -> LocalCluster:
+        """The cluster in `$WORKERFLEET_CLUSTER_DIR` (the Makefile sets it), else `.cluster`."""
+        return cls(Path(os.environ.get(STATE_DIR_VARIABLE, DEFAULT_STATE_DIR)), quiet_build)
 
     # -- queries -------------------------------------------------------------
 
@@ -101,7 +119,7 @@ class LocalCluster:
     @property
     def bin_dir(self) -> Path:
         if self._bin_dir is None:
-            self._bin_dir = binaries_dir()
+            self._bin_dir = binaries_dir(self.quiet_build)
         return self._bin_dir
 
     @property
@@ -162,8 +180,7 @@ class LocalCluster:
         for name in reversed(COMPONENTS):
             self.process(name).stop()
         # Pod processes of an agent that died without cleaning up.
-        node_agent = importlib.import_module("tests.cluster.node_agent")
-        node_agent.kill_leftover_pod_processes(self.state_dir)
+        kill_leftover_pod_processes(self.state_dir)
         self.postgres.stop()
 
     def purge(self) -> None:
@@ -224,18 +241,27 @@ class LocalCluster:
             ],
         )
 
+    def _control_loop_argv(self, binary: str, kubeconfig_file: str) -> list[str]:
+        """What the controller-manager and the scheduler share: one kubeconfig for every
+        purpose, no serving port, no leader election (each runs once)."""
+        kubeconfig = str(self.state_dir / kubeconfig_file)
+        return [
+            str(self.bin_dir / binary),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--leader-elect=false",
+        ]
+
     def _start_controller_manager(self) -> None:
-        kubeconfig = str(self.state_dir / "controller-manager.kubeconfig")
         self._start(
             "kube-controller-manager",
             [
-                str(self.bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--leader-elect=false",
+                *self._control_loop_argv(
+                    "kube-controller-manager", "controller-manager.kubeconfig"
+                ),
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={self.pki.path('sa.key')}",
                 f"--root-ca-file={self.pki.ca_cert}",
@@ -248,19 +274,9 @@ class LocalCluster:
         )
 
     def _start_scheduler(self) -> None:
-        kubeconfig = str(self.state_dir / "scheduler.kubeconfig")
         self._start(
             "kube-scheduler",
-            [
-                str(self.bin_dir / "kube-scheduler"),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--v=1",
-            ],
+            [*self._control_loop_argv("kube-scheduler", "scheduler.kubeconfig"), "--v=1"],
         )
 
     def _start_node_agent(self) -> None:
@@ -271,7 +287,7 @@ class LocalCluster:
             [
                 sys.executable,
                 "-m",
-                "tests.cluster.node_agent",
+                "localcluster.nodeagent",
                 f"--kubeconfig={self.state_dir / 'node-agent.kubeconfig'}",
                 f"--node-name={pki.NODE_NAME}",
                 f"--state-dir={self.state_dir}",

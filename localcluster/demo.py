@@ -1,12 +1,13 @@
 """``make demo``: the whole product on this machine, then torn down.
 
-Starts the local cluster (``python -m tests.cluster up``, a no-op when it runs)
-and a throwaway PostgreSQL, installs the CRDs, runs the operator, applies
-``examples/`` (the Secret gets the throwaway DSN), enqueues a few hundred demo
-jobs and shows ``kubectl get workerpools`` while real worker processes drain
-them. Ctrl-C tears everything down. With ``DEMO_SECONDS`` set it runs
-unattended: exit 0 as soon as the queue is drained, 1 if it is not drained
-within that many seconds. Runs from a checkout (it uses ``tests/cluster``).
+Brings the local cluster up in-process (``LocalCluster.from_environment()``, quick when
+it already runs) and a throwaway PostgreSQL, installs the CRDs, runs the operator
+(``OperatorProcess``), applies ``examples/`` (the Secret gets the throwaway DSN), enqueues
+a few hundred demo jobs and shows ``kubectl get workerpools`` while real worker processes
+drain them. Ctrl-C tears everything down; a cluster the demo started is stopped again, one
+that already ran is left running. With ``DEMO_SECONDS`` set it runs unattended: exit 0 as
+soon as the queue is drained, 1 if it is not drained within that many seconds. Runs from
+a checkout, where ``localcluster`` is importable.
 """
 
 from __future__ import annotations
@@ -15,34 +16,28 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from localcluster.control_plane import REPO_ROOT, LocalCluster
+from localcluster.operator_process import OperatorProcess
+from localcluster.postgres import PostgresServer
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.migrations import migrate
 from workerfleet.worker.models import EnqueueRequest
 from workerfleet.worker.repository import Repository
 
-if TYPE_CHECKING:
-    from tests.cluster.postgres import PostgresServer
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
-CRDS = REPO / "crds"
+EXAMPLES = REPO_ROOT / "examples"
+CRDS = REPO_ROOT / "crds"
 NAMESPACE = "workerfleet-demo"
 QUEUE = "demo"
 DSN_PLACEHOLDER = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
 REFRESH_SECONDS = 3.0
 NAMESPACE_GONE_TIMEOUT_SECONDS = 90.0
-OPERATOR_STOP_SECONDS = 15.0
 SLEEP_JOBS = 240
 ECHO_JOBS = 40
 CPU_JOBS = 10
@@ -54,62 +49,34 @@ def say(message: str) -> None:
 
 
 class Demo:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, cluster: LocalCluster) -> None:
         self.workdir = workdir
-        self.python = sys.executable
-        self.env = dict(os.environ)
-        self.kubectl_bin = "kubectl"
+        self.cluster = cluster
+        self.cluster_up = False
         self.cluster_started = False
-        self.operator: subprocess.Popen[bytes] | None = None
+        self.operator: OperatorProcess | None = None
         self.postgres: PostgresServer | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        result = subprocess.run(
-            [self.kubectl_bin, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            check=False,
-        )
+        result = self.cluster.kubectl(*args, input=stdin, check=False)
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
-
-    def cluster(self, command: str) -> str:
-        result = subprocess.run(
-            [self.python, "-m", "tests.cluster", command],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"tests.cluster {command}: {result.stderr.strip()}")
         return result.stdout
 
     # -- steps ------------------------------------------------------------------------------
 
     def start_cluster(self) -> None:
         say("local cluster")
-        running = "stopped" not in self.cluster("status")
-        exports = self.cluster("up")
+        running = all(pid is not None for pid in self.cluster.status().values())
+        self.cluster.up()
+        self.cluster_up = True
         self.cluster_started = not running
-        for name, value in re.findall(r"^export (\w+)=(\S+)", exports, re.MULTILINE):
-            if name == "KUBECONFIG":
-                self.env["KUBECONFIG"] = value
-            elif name == "PATH":
-                bin_dir = value.split(":", 1)[0]
-                self.kubectl_bin = str(Path(bin_dir) / "kubectl")
-                self.env["PATH"] = f"{bin_dir}:{self.env.get('PATH', '')}"
-        print(f"KUBECONFIG={self.env['KUBECONFIG']}" + (" (already running)" if running else ""))
+        print(f"KUBECONFIG={self.cluster.kubeconfig}" + (" (already running)" if running else ""))
 
     def start_postgres(self) -> str:
         say("throwaway PostgreSQL")
-        from tests.cluster.postgres import PostgresServer
-
         server = PostgresServer(self.workdir / "postgres")
         server.start()
         self.postgres = server
@@ -138,24 +105,11 @@ class Demo:
 
     def start_operator(self) -> None:
         log_path = self.workdir / "operator.log"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {
-            **self.env,
-            "WORKERFLEET_OPERATOR_NAMESPACES": NAMESPACE,
-            "WORKERFLEET_OPERATOR_HEALTH_HOST": "127.0.0.1",
-            "WORKERFLEET_OPERATOR_HEALTH_PORT": str(port),
-        }
-        with open(log_path, "ab") as log:
-            self.operator = subprocess.Popen(
-                [str(Path(self.python).parent / "workerfleet-operator")],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        print(f"operator pid {self.operator.pid}, log {log_path}, health :{port}/healthz")
+        self.operator = OperatorProcess(self.cluster.kubeconfig, NAMESPACE, log_path)
+        print(
+            f"operator pid {self.operator.pid}, log {log_path}, "
+            f"health :{self.operator.port}/healthz"
+        )
 
     async def enqueue(self, dsn: str) -> int:
         rng = random.Random(7)
@@ -215,7 +169,7 @@ class Demo:
 
     def teardown(self) -> None:
         say("tearing down")
-        if self.env.get("KUBECONFIG"):
+        if self.cluster_up:
             # The operator must still run: it removes its finalizer from the WorkerPool.
             self.kubectl(
                 "delete",
@@ -225,17 +179,12 @@ class Demo:
                 f"--timeout={NAMESPACE_GONE_TIMEOUT_SECONDS:.0f}s",
                 check=False,
             )
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.send_signal(signal.SIGTERM)
-            try:
-                self.operator.wait(OPERATOR_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait()
+        if self.operator is not None:
+            self.operator.stop()
         if self.postgres is not None:
             self.postgres.destroy()
         if self.cluster_started:
-            print(self.cluster("down").strip())
+            self.cluster.down()
         print("done")
 
 
@@ -270,7 +219,8 @@ def main() -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="workerfleet-demo-") as tmp:
-        demo = Demo(Path(tmp))
+        # The build script's "cached" line would only repeat what `make setup` said.
+        demo = Demo(Path(tmp), LocalCluster.from_environment(quiet_build=True))
         code = 1
         with interruptible():
             try:

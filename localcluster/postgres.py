@@ -15,7 +15,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,17 +22,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcluster.loopback import free_port
+
 PG_BIN_DIR = Path(os.environ.get("WORKERFLEET_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_START_TIMEOUT_SECONDS = 60
 SUPERUSER = "workerfleet"
 PASSWORD = "workerfleet-test-password"
 UNPRIVILEGED_USERS = ("postgres", "nobody")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as() -> pwd.struct_passwd | None:

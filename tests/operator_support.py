@@ -1,22 +1,17 @@
-"""Helpers of the operator's integration tests: the operator as a subprocess, manifests,
-kubectl reads, and the queue through the real repository."""
+"""Helpers of the operator's integration and e2e tests: manifests, kubectl reads, and the
+queue through the real repository. The operator process itself is
+`localcluster.operator_process.OperatorProcess`; the fixtures are in
+tests/cluster_fixtures.py."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.cluster.control_plane import REPO_ROOT, LocalCluster
+from localcluster.control_plane import LocalCluster
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.migrations import migrate
 from workerfleet.worker.models import QueueStats
@@ -24,65 +19,7 @@ from workerfleet.worker.repository import Repository
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
-OPERATOR_BIN = REPO_ROOT / ".venv" / "bin" / "workerfleet-operator"
-CRD_DIR = REPO_ROOT / "crds"
-OPERATOR_STOP_SECONDS = 15.0
 DEMO_HANDLERS = "workerfleet.worker.demo_handlers"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class OperatorProcess:
-    """``workerfleet-operator`` serving one namespace, logging to a file."""
-
-    def __init__(self, cluster: LocalCluster, namespace: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "WORKERFLEET_OPERATOR_HEALTH_HOST": "127.0.0.1",
-            "WORKERFLEET_OPERATOR_HEALTH_PORT": str(self.port),
-            "WORKERFLEET_OPERATOR_NAMESPACES": namespace,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-        self._log = open(log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(
-            [str(OPERATOR_BIN)],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return int(error.code), error.read().decode()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(OPERATOR_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 def kubectl_json(cluster: LocalCluster, *args: str) -> JsonDict | None:
@@ -242,7 +179,3 @@ def wide_table(cluster: LocalCluster, namespace: str, resource: str) -> list[dic
             row[name] = line[start:end].strip()
         rows.append(row)
     return rows
-
-
-def wait_seconds(seconds: float) -> None:
-    time.sleep(seconds)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.cluster.agent_processes import start_ticks
+from localcluster.nodeagent.process_groups import start_ticks
 
 log = logging.getLogger("node-agent")
 

@@ -1,4 +1,4 @@
-"""The local node agent: a small kubelet stand-in for the test and demo cluster.
+"""The node agent process: a small kubelet stand-in for the test and demo cluster.
 
 It registers a Node, keeps its Lease fresh, and runs every pod scheduled to it as local
 processes (one process group per container, command + args from the agent's PATH, the
@@ -6,7 +6,7 @@ image is never pulled), each pod on its own loopback address 127.0.0.N. Probes r
 real; pod status is patched when it changes; deletion stops the processes (SIGTERM,
 grace period, SIGKILL) before the pod object is let go.
 
-    python -m tests.cluster.node_agent --kubeconfig K --node-name N --state-dir S --log-dir L
+    python -m localcluster.nodeagent --kubeconfig K --node-name N --state-dir S --log-dir L
 
 SIGTERM or SIGINT stops every pod process (SIGTERM, SHUTDOWN_GRACE_SECONDS, SIGKILL) and
 exits; pods are left as they are in the API. Pod pids are recorded under
@@ -27,19 +27,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.cluster.agent_address_claims import MachineClaims, default_claims_dir
-from tests.cluster.agent_api import ApiError, KubeApi
-from tests.cluster.agent_ips import AddressAllocator, AddressClaims, UnsharedClaims
-from tests.cluster.agent_node import NodeHeartbeat, gather_facts
-from tests.cluster.agent_node_status import allocatable, parse_taints
-from tests.cluster.agent_pod import AgentServices, PodWorker, pod_key
-from tests.cluster.agent_processes import (
+from localcluster.nodeagent.address_claims import MachineClaims, default_claims_dir
+from localcluster.nodeagent.api import ApiError, KubeApi
+from localcluster.nodeagent.ips import AddressAllocator, AddressClaims, UnsharedClaims
+from localcluster.nodeagent.node import NodeHeartbeat, gather_facts
+from localcluster.nodeagent.node_status import allocatable, parse_taints
+from localcluster.nodeagent.pod import AgentServices, PodWorker, pod_key
+from localcluster.nodeagent.process_groups import (
     ProcessRegistry,
     kill_leftover_pod_processes,
     terminate_groups,
 )
 
-__all__ = ["NodeAgent", "kill_leftover_pod_processes", "main"]
+__all__ = ["NodeAgent", "main"]
 
 log = logging.getLogger("node-agent")
 
@@ -55,8 +55,8 @@ FINISHED_UIDS_KEPT = 10_000
 
 
 def agent_path(interpreter: str, inherited: str) -> str:
-    """PATH with the directory of the agent's own interpreter (the repo's .venv/bin) in
-    front, so `python` and the console scripts resolve to the project's virtualenv."""
+    """PATH with the directory of the agent's own interpreter in front, so `python` and
+    the console scripts resolve to the environment the cluster was started from."""
     venv_bin = os.path.dirname(os.path.abspath(interpreter))
     parts = [venv_bin, *(p for p in inherited.split(os.pathsep) if p and p != venv_bin)]
     return os.pathsep.join(parts)
@@ -318,7 +318,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     return agent.run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import agent_env, agent_probes, agent_restart
-from tests.cluster.agent_api import ApiError, KubeApi
-from tests.cluster.agent_prober import ProbeContext, run_probe
-from tests.cluster.agent_processes import ProcessRegistry, RegistryClosed, terminate_groups
-from tests.cluster.agent_restart import ResumeState
-from tests.cluster.agent_status import (
+from localcluster.nodeagent import env, probes, restart
+from localcluster.nodeagent.api import ApiError, KubeApi
+from localcluster.nodeagent.prober import ProbeContext, run_probe
+from localcluster.nodeagent.process_groups import ProcessRegistry, RegistryClosed, terminate_groups
+from localcluster.nodeagent.restart import ResumeState
+from localcluster.nodeagent.status import (
     ContainerSnapshot,
     ContainerState,
     Running,
@@ -56,7 +56,7 @@ class PodContext:
     termination_grace_seconds: float
     log_dir: Path
     base_env: Mapping[str, str]
-    node: agent_env.NodeAllocatable = field(default_factory=agent_env.NodeAllocatable)
+    node: env.NodeAllocatable = field(default_factory=env.NodeAllocatable)
 
     def log_path(self, container: str) -> Path:
         return self.log_dir / f"{self.namespace}_{self.pod_name}_{container}.log"
@@ -164,10 +164,10 @@ class ContainerRunner(threading.Thread):
         while not self._is_stopping():
             try:
                 launch = self._prepare()
-            except (agent_env.ContainerConfigError, ApiError) as error:
+            except (env.ContainerConfigError, ApiError) as error:
                 reason = (
-                    agent_env.CONFIG_ERROR_REASON
-                    if isinstance(error, agent_env.ContainerConfigError)
+                    env.CONFIG_ERROR_REASON
+                    if isinstance(error, env.ContainerConfigError)
                     else "ContainerCreating"
                 )
                 self._set(state=Waiting(reason, str(error)))
@@ -178,7 +178,7 @@ class ContainerRunner(threading.Thread):
             except LaunchError as error:
                 ended = _now()
                 outcome: Terminated | None = Terminated(
-                    exit_code=agent_restart.START_ERROR_EXIT_CODE,
+                    exit_code=restart.START_ERROR_EXIT_CODE,
                     reason="StartError",
                     message=str(error),
                     started_at=ended,
@@ -193,7 +193,7 @@ class ContainerRunner(threading.Thread):
             ran = (
                 outcome.finished_at - (outcome.started_at or outcome.finished_at)
             ).total_seconds()
-            if not agent_restart.should_restart(
+            if not restart.should_restart(
                 self._context.restart_policy, outcome.exit_code, init_container=self.init_container
             ):
                 self._set(state=outcome, ready=False, started=False)
@@ -204,10 +204,8 @@ class ContainerRunner(threading.Thread):
                     self._context.restart_policy,
                 )
                 return
-            consecutive_restarts = agent_restart.next_consecutive_restarts(
-                consecutive_restarts, ran
-            )
-            delay = agent_restart.restart_delay_seconds(consecutive_restarts)
+            consecutive_restarts = restart.next_consecutive_restarts(consecutive_restarts, ran)
+            delay = restart.restart_delay_seconds(consecutive_restarts)
             message = (
                 f"back-off {delay:g}s restarting failed container={self.container_name} "
                 f"pod={self._context.pod_name}_{self._context.namespace}({self._context.pod_uid})"
@@ -253,7 +251,7 @@ class ContainerRunner(threading.Thread):
                 return None
             except OSError as error:
                 return Terminated(
-                    exit_code=agent_restart.START_ERROR_EXIT_CODE,
+                    exit_code=restart.START_ERROR_EXIT_CODE,
                     reason="StartError",
                     message=f"{launch.argv[0]}: {error}",
                     started_at=started_at,
@@ -272,13 +270,13 @@ class ContainerRunner(threading.Thread):
         kill_message = self._watch_process(process, launch)
         returncode = process.wait()
         self._registry.release(process)
-        exit_code, signum = agent_restart.exit_code_of(returncode)
+        exit_code, signum = restart.exit_code_of(returncode)
         with self._lock:
             self._process = None
             container_id = self._container_id
         return Terminated(
             exit_code=exit_code,
-            reason=agent_restart.termination_reason(exit_code),
+            reason=restart.termination_reason(exit_code),
             message=kill_message,
             started_at=started_at,
             finished_at=_now(),
@@ -289,28 +287,26 @@ class ContainerRunner(threading.Thread):
     def _watch_process(self, process: subprocess.Popen[bytes], launch: Launch) -> str:
         """Polls for exit and runs the probes; kills the process when its liveness or
         startup probe gives up. Returns why it was killed ("" if it exited by itself)."""
-        probes = _parse_probes(self.container)
+        specs = _parse_probes(self.container)
         context = ProbeContext(self._context.pod_ip, self.container, launch.env, launch.cwd)
         started_mono = time.monotonic()
-        trackers = {role: agent_probes.ProbeTracker.initial(role) for role in probes}
-        due = {
-            role: agent_probes.first_probe_at(started_mono, spec) for role, spec in probes.items()
-        }
-        if "startup" not in probes:
-            self._set(started=True, ready="readiness" not in probes)
+        trackers = {role: probes.ProbeTracker.initial(role) for role in specs}
+        due = {role: probes.first_probe_at(started_mono, spec) for role, spec in specs.items()}
+        if "startup" not in specs:
+            self._set(started=True, ready="readiness" not in specs)
         while process.poll() is None:
             if self._is_stopping():
                 self._wake.wait(EXIT_POLL_INTERVAL_SECONDS)
                 continue
             started = self.snapshot().started
-            active = [r for r in probes if (r == "startup") != started]
+            active = [r for r in specs if (r == "startup") != started]
             for role in active:
                 if time.monotonic() < due[role]:
                     continue
-                spec = probes[role]
+                spec = specs[role]
                 probe_started = time.monotonic()
                 outcome = run_probe(spec, context)
-                due[role] = agent_probes.next_probe_at(probe_started, spec)
+                due[role] = probes.next_probe_at(probe_started, spec)
                 before, trackers[role] = (
                     trackers[role],
                     trackers[role].observe(outcome.success, spec),
@@ -336,9 +332,9 @@ class ContainerRunner(threading.Thread):
     def _apply_probe(
         self,
         role: str,
-        before: agent_probes.ProbeTracker,
-        after: agent_probes.ProbeTracker,
-        spec: agent_probes.ProbeSpec,
+        before: probes.ProbeTracker,
+        after: probes.ProbeTracker,
+        spec: probes.ProbeSpec,
         message: str,
     ) -> str:
         """Acts on a probe verdict; returns a kill reason when the container must die."""
@@ -359,7 +355,7 @@ class ContainerRunner(threading.Thread):
             return f"Liveness probe failed: {message}"
         return ""
 
-    def _kill(self, process: subprocess.Popen[bytes], spec: agent_probes.ProbeSpec) -> None:
+    def _kill(self, process: subprocess.Popen[bytes], spec: probes.ProbeSpec) -> None:
         grace = (
             spec.termination_grace_period_seconds
             if spec.termination_grace_period_seconds is not None
@@ -373,12 +369,12 @@ class ContainerRunner(threading.Thread):
 
     def _prepare(self) -> Launch:
         pod = self._pod_source()
-        sources = self._fetch_sources(agent_env.referenced_sources(self.container))
-        container_env = agent_env.resolve_container_env(
+        sources = self._fetch_sources(env.referenced_sources(self.container))
+        container_env = env.resolve_container_env(
             pod,
             self.container,
             sources,
-            agent_env.PodAddresses(self._context.pod_ip, self._context.host_ip),
+            env.PodAddresses(self._context.pod_ip, self._context.host_ip),
             self._context.node,
         )
         spec = pod.get("spec") or {}
@@ -386,20 +382,20 @@ class ContainerRunner(threading.Thread):
             **self._context.base_env,
             "HOSTNAME": spec.get("hostname") or self._context.pod_name,
         }
-        env = agent_env.process_env(base, container_env)
-        argv = agent_env.expand_command(self.container, container_env)
+        environment = env.process_env(base, container_env)
+        argv = env.expand_command(self.container, container_env)
         if argv is None:
             raise LaunchError("no command")
         if "/" not in argv[0]:
-            found = shutil.which(argv[0], path=env.get("PATH", ""))
+            found = shutil.which(argv[0], path=environment.get("PATH", ""))
             if found is None:
                 raise LaunchError(f'exec: "{argv[0]}": executable file not found in $PATH')
             argv[0] = found
         working_dir = self.container.get("workingDir")
         cwd = working_dir if working_dir and os.path.isdir(working_dir) else None
-        return Launch(argv=argv, env=env, cwd=cwd)
+        return Launch(argv=argv, env=environment, cwd=cwd)
 
-    def _fetch_sources(self, refs: set[agent_env.SourceRef]) -> agent_env.EnvSources:
+    def _fetch_sources(self, refs: set[env.SourceRef]) -> env.EnvSources:
         secrets: dict[str, Mapping[str, str] | None] = {}
         config_maps: dict[str, Mapping[str, str] | None] = {}
         namespace = self._context.namespace
@@ -409,19 +405,17 @@ class ContainerRunner(threading.Thread):
                 obj = self._api.get(f"/api/v1/namespaces/{namespace}/{plural}/{ref.name}")
             except ApiError as error:
                 if error.status == 403:
-                    raise agent_env.ContainerConfigError(
+                    raise env.ContainerConfigError(
                         f"the node may not read {ref.kind} {ref.name!r}: {error}"
                     ) from error
                 if error.status != 404:
                     raise
                 obj = None
             if ref.kind == "secret":
-                secrets[ref.name] = agent_env.secret_values(obj) if obj is not None else None
+                secrets[ref.name] = env.secret_values(obj) if obj is not None else None
             else:
-                config_maps[ref.name] = (
-                    agent_env.config_map_values(obj) if obj is not None else None
-                )
-        return agent_env.EnvSources(secrets=secrets, config_maps=config_maps)
+                config_maps[ref.name] = env.config_map_values(obj) if obj is not None else None
+        return env.EnvSources(secrets=secrets, config_maps=config_maps)
 
     # -- small helpers -----------------------------------------------------------------------
 
@@ -451,7 +445,7 @@ class ContainerRunner(threading.Thread):
         self._notify()
 
 
-_PROBE_FIELDS: tuple[tuple[agent_probes.ProbeRole, str], ...] = (
+_PROBE_FIELDS: tuple[tuple[probes.ProbeRole, str], ...] = (
     ("startup", "startupProbe"),
     ("liveness", "livenessProbe"),
     ("readiness", "readinessProbe"),
@@ -460,14 +454,14 @@ _PROBE_FIELDS: tuple[tuple[agent_probes.ProbeRole, str], ...] = (
 
 def _parse_probes(
     container: Mapping[str, Any],
-) -> dict[agent_probes.ProbeRole, agent_probes.ProbeSpec]:
-    probes: dict[agent_probes.ProbeRole, agent_probes.ProbeSpec] = {}
+) -> dict[probes.ProbeRole, probes.ProbeSpec]:
+    found: dict[probes.ProbeRole, probes.ProbeSpec] = {}
     for role, key in _PROBE_FIELDS:
         if container.get(key):
             try:
-                probes[role] = agent_probes.ProbeSpec.from_json(container[key])
-            except agent_probes.ProbeConfigError as error:
+                found[role] = probes.ProbeSpec.from_json(container[key])
+            except probes.ProbeConfigError as error:
                 log.warning(
                     "container %s: %s probe ignored: %s", container.get("name"), role, error
                 )
-    return probes
+    return found

@@ -5,7 +5,7 @@ the same port (8080) and probes reach the right process. On Linux the whole of
 Several local clusters may run on one machine (a developer's demo cluster and a test's
 private one), and their pods share the loopback addresses: the allocator therefore asks
 an `AddressClaims` before it hands an address out. The allocator itself is pure
-bookkeeping; `agent_address_claims` holds the machine-wide claims.
+bookkeeping; `address_claims` holds the machine-wide claims.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import agent_node_status as spec
-from tests.cluster.agent_api import ApiError, KubeApi, with_retries
+from localcluster.nodeagent import node_status as spec
+from localcluster.nodeagent.api import ApiError, KubeApi, with_retries
 
 log = logging.getLogger("node-agent")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.cluster.agent_env import NodeAllocatable
-from tests.cluster.agent_ips import HOST_IP
-from tests.cluster.agent_status import format_time
+from localcluster.nodeagent.env import NodeAllocatable
+from localcluster.nodeagent.ips import HOST_IP
+from localcluster.nodeagent.status import format_time
 
 JsonDict = dict[str, Any]
 

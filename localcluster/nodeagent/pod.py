@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import agent_restart
-from tests.cluster.agent_api import MERGE_PATCH, ApiError, KubeApi, with_retries
-from tests.cluster.agent_container import ContainerRunner, PodContext
-from tests.cluster.agent_env import NodeAllocatable
-from tests.cluster.agent_ips import HOST_IP, AddressAllocator
-from tests.cluster.agent_processes import ProcessRegistry, terminate_groups
-from tests.cluster.agent_status import (
+from localcluster.nodeagent import restart
+from localcluster.nodeagent.api import MERGE_PATCH, ApiError, KubeApi, with_retries
+from localcluster.nodeagent.container import ContainerRunner, PodContext
+from localcluster.nodeagent.env import NodeAllocatable
+from localcluster.nodeagent.ips import HOST_IP, AddressAllocator
+from localcluster.nodeagent.process_groups import ProcessRegistry, terminate_groups
+from localcluster.nodeagent.status import (
     TERMINAL_PHASES,
     PodView,
     Waiting,
@@ -219,7 +219,7 @@ class PodWorker(threading.Thread):
         def runner(
             container: JsonDict, prior: Mapping[str, Any] | None, init: bool
         ) -> ContainerRunner:
-            resume = agent_restart.resume_from_status(
+            resume = restart.resume_from_status(
                 prior,
                 context.restart_policy,
                 now,

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tests.cluster.agent_probes import ProbeConfigError, ProbeSpec, is_http_success, resolve_port
-from tests.cluster.agent_processes import signal_group
+from localcluster.nodeagent.probes import ProbeConfigError, ProbeSpec, is_http_success, resolve_port
+from localcluster.nodeagent.process_groups import signal_group
 
 log = logging.getLogger("node-agent")
 

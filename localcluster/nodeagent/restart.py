@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tests.cluster.agent_status import ContainerState, Terminated, Waiting, parse_time
+from localcluster.nodeagent.status import ContainerState, Terminated, Waiting, parse_time
 
 RESTART_BACKOFF_BASE_SECONDS = 1.0
 RESTART_BACKOFF_CAP_SECONDS = 30.0

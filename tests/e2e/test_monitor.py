@@ -8,10 +8,10 @@ import signal
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.waiting import wait_for
-from tests.integration.operator.support import (
-    OperatorProcess,
+from localcluster.control_plane import LocalCluster
+from localcluster.operator_process import OperatorProcess
+from localcluster.waiting import wait_for
+from tests.operator_support import (
     apply,
     condition,
     enqueue,

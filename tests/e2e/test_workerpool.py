@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.postgres import PostgresServer
-from tests.cluster.waiting import wait_for
-from tests.integration.operator.support import (
-    OperatorProcess,
+from localcluster.control_plane import LocalCluster
+from localcluster.operator_process import OperatorProcess
+from localcluster.postgres import PostgresServer
+from localcluster.waiting import wait_for
+from tests.operator_support import (
     apply,
     condition,
     enqueue,

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.control_plane import REPO_ROOT, LocalCluster
+from localcluster.control_plane import REPO_ROOT, LocalCluster
 
-HTTP_SERVER = REPO_ROOT / "tests" / "cluster" / "fixtures" / "http_server.py"
+HTTP_SERVER = REPO_ROOT / "localcluster" / "fixtures" / "http_server.py"
 
 JsonDict = dict[str, Any]
 

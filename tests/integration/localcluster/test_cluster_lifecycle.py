@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cluster.control_plane import COMPONENTS, REPO_ROOT, LocalCluster
-from tests.cluster.waiting import wait_for
+from localcluster.control_plane import COMPONENTS, REPO_ROOT, LocalCluster
+from localcluster.waiting import wait_for
 
 SLEEPER_DEPLOYMENT = """
 apiVersion: apps/v1
@@ -71,7 +71,7 @@ def test_cluster_down_leaves_no_process(tmp_path: Path) -> None:
         assert cluster.status() == pids
     finally:
         result = subprocess.run(
-            [sys.executable, "-m", "tests.cluster", "down"],
+            [sys.executable, "-m", "localcluster", "down"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

@@ -12,8 +12,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.waiting import wait_for
+from localcluster.control_plane import LocalCluster
+from localcluster.waiting import wait_for
 
 GROUP = "harness.workerfleet.dev"
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.waiting import wait_for
-from tests.integration.cluster.node_agent_support import (
+from localcluster.control_plane import LocalCluster
+from localcluster.waiting import wait_for
+from tests.integration.localcluster.node_agent_support import (
     alive,
     container_status,
     get_pod,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.agent_address_claims import MachineClaims, listening_addresses
-from tests.cluster.agent_ips import AddressAllocator
+from localcluster.nodeagent.address_claims import MachineClaims, listening_addresses
+from localcluster.nodeagent.ips import AddressAllocator
 
 
 @pytest.fixture

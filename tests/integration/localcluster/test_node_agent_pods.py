@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.waiting import wait_for
-from tests.integration.cluster.node_agent_support import (
+from localcluster.control_plane import LocalCluster
+from localcluster.waiting import wait_for
+from tests.integration.localcluster.node_agent_support import (
     alive,
     container_status,
     get_pod,
@@ -156,7 +158,8 @@ def test_env_is_resolved_like_the_kubelet_and_waits_for_a_missing_secret(
     assert env["SA"] == "default"
     assert env["APP"] == "env-test"
     assert env["PYTHONUNBUFFERED"] == "1"
-    assert env["PATH"].split(":")[0].endswith(".venv/bin")
+    # The agent runs from the interpreter that started the cluster: this session's.
+    assert env["PATH"].split(":")[0] == os.path.dirname(os.path.abspath(sys.executable))
     assert dumped["argv"] == ["--queue=emails", "$(QUEUE)"]
     assert dumped["cwd"] == str(tmp_path)
     log_file = kube_cluster.logs_dir / f"{namespace}_dump_dump.log"

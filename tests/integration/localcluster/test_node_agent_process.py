@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.control_plane import REPO_ROOT, LocalCluster
-from tests.cluster.node_agent import kill_leftover_pod_processes
-from tests.cluster.waiting import wait_for
-from tests.integration.cluster.node_agent_support import (
+from localcluster.control_plane import REPO_ROOT, LocalCluster
+from localcluster.nodeagent.process_groups import kill_leftover_pod_processes
+from localcluster.waiting import wait_for
+from tests.integration.localcluster.node_agent_support import (
     alive,
     container_status,
     http_server_container,
@@ -47,7 +47,7 @@ class PrivateAgent:
                 [
                     sys.executable,
                     "-m",
-                    "tests.cluster.node_agent",
+                    "localcluster.nodeagent",
                     f"--kubeconfig={self.cluster.kubeconfig}",
                     f"--node-name={self.node}",
                     f"--state-dir={self.state_dir}",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.agent_env import (
+from localcluster.nodeagent.env import (
     ContainerConfigError,
     EnvSources,
     NodeAllocatable,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster import agent_ips
-from tests.cluster.agent_ips import AddressAllocator, AddressPoolExhausted, address_of, index_of
+from localcluster.nodeagent import ips
+from localcluster.nodeagent.ips import AddressAllocator, AddressPoolExhausted, address_of, index_of
 
 
 def test_addresses_start_at_127_0_0_2_and_are_unique() -> None:
@@ -46,7 +46,7 @@ def test_addresses_roll_into_the_next_octet() -> None:
 
 
 def test_exhaustion_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent_ips, "POD_ADDRESS_COUNT", 2)
+    monkeypatch.setattr(ips, "POD_ADDRESS_COUNT", 2)
     allocator = AddressAllocator()
     allocator.allocate("a")
     allocator.allocate("b")

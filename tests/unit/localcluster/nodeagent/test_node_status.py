@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.cluster.agent_node_status import (
+from localcluster.nodeagent.node_status import (
     NodeFacts,
     allocatable,
     kube_architecture,

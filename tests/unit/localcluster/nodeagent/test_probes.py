@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.agent_probes import (
+from localcluster.nodeagent.probes import (
     ProbeConfigError,
     ProbeSpec,
     ProbeTracker,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.cluster.agent_restart import (
+from localcluster.nodeagent.restart import (
     RESTART_BACKOFF_CAP_SECONDS,
     exit_code_of,
     next_consecutive_restarts,
@@ -15,7 +15,7 @@ from tests.cluster.agent_restart import (
     should_restart,
     termination_reason,
 )
-from tests.cluster.agent_status import Terminated, Waiting
+from localcluster.nodeagent.status import Terminated, Waiting
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

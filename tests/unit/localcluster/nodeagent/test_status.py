@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.agent_status import (
+from localcluster.nodeagent.status import (
     ContainerSnapshot,
     PodView,
     Running,
