@@ -108,18 +108,23 @@ def test_env_is_resolved_like_the_kubelet_and_waits_for_a_missing_secret(
         pod_manifest(namespace, "dump", {"restartPolicy": "Never", "containers": [container]}),
     )
 
+    def waits_for_secret_db(pod: dict[str, Any]) -> bool:
+        # The Node authorizer learns what a pod references a moment after it is bound;
+        # until then the agent's reads are refused (403) and the container waits for that.
+        waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
+        return waiting.get("reason") == "CreateContainerConfigError" and '"db"' in str(
+            waiting.get("message")
+        )
+
     blocked = wait_for(
-        "CreateContainerConfigError while secret db is missing",
-        lambda: pod_if(
-            kube_cluster,
-            namespace,
-            "dump",
-            lambda p: waiting_reason(p) == "CreateContainerConfigError",
-        ),
+        "CreateContainerConfigError naming secret db while it is missing",
+        lambda: pod_if(kube_cluster, namespace, "dump", waits_for_secret_db),
         timeout=POD_TIMEOUT_SECONDS,
+        describe=lambda: json.dumps(
+            container_status(get_pod(kube_cluster, namespace, "dump") or {}).get("state")
+        ),
     )
     message = container_status(blocked)["state"]["waiting"]["message"]
-    assert '"db"' in message
     assert "'dsn'" in message
     assert blocked["status"]["phase"] == "Pending"
     assert not out.exists()
