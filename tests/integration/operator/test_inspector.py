@@ -9,7 +9,7 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
 from workerfleet.operator import metrics, reasons
 from workerfleet.operator.errors import QueueAccessError
 from workerfleet.operator.inspector import QueueInspector

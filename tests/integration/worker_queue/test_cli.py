@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.postgres import PASSWORD, free_port
+from localcluster.loopback import free_port
+from localcluster.postgres import PASSWORD
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.repository import Repository
 
