@@ -1,9 +1,9 @@
 """Pure builders: a WorkerPool spec in, the Deployment and metrics Service manifests out.
 
 No client, clock or environment here: the handlers feed these functions and
-apply what comes back. A spec-hash annotation on the Deployment records which
-spec produced it, so a reconcile can tell "already applied" from "patch due"
-without comparing server-defaulted manifests.
+apply what comes back. A spec-hash annotation on the Deployment and the Service
+records which spec produced it, so a reconcile can tell "already applied" from
+"patch due" without comparing server-defaulted manifests.
 """
 
 from __future__ import annotations
@@ -295,13 +295,14 @@ def deployment(spec: models.WorkerPoolSpec, owner: Owner, replicas: int) -> dict
 
 def metrics_service(owner: Owner) -> dict[str, Any]:
     """A ClusterIP Service over the workers' /metrics port, for Prometheus to discover."""
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": metrics_service_name(owner.name),
             "namespace": owner.namespace,
             "labels": {**pool_labels(owner.name), LABEL_COMPONENT: "metrics"},
+            "annotations": {},
             "ownerReferences": [owner.reference()],
         },
         "spec": {
@@ -317,3 +318,5 @@ def metrics_service(owner: Owner) -> dict[str, Any]:
             ],
         },
     }
+    manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
+    return manifest

@@ -662,14 +662,29 @@ class Incident(StatusModel):
 
 
 class MonitorTotals(StatusModel):
-    """Counts since the Monitor was created."""
+    """Counts since the Monitor was created (one run's counts have the same shape)."""
 
     stuck_jobs_rescued: int = 0
+    """Running jobs whose lease expired, put back to pending."""
     jobs_dead_lettered: int = 0
+    """Jobs of expired leases or dead workers that were out of attempts, moved to dead."""
     dead_workers_reaped: int = 0
+    """Workers whose heartbeat stopped, marked dead."""
     jobs_released: int = 0
+    """Running jobs of dead workers, put back to pending."""
     pods_restarted: int = 0
+    """Pods of hung workers deleted (spec.restartHungWorkers)."""
     jobs_pruned: int = 0
+    """Finished jobs deleted (spec.retention)."""
+
+    def plus(self, other: MonitorTotals) -> MonitorTotals:
+        names = type(self).model_fields
+        return MonitorTotals(**{name: getattr(self, name) + getattr(other, name) for name in names})
+
+    @property
+    def recovered(self) -> int:
+        """Jobs given back to the queue: rescued from expired leases, released from dead workers."""
+        return self.stuck_jobs_rescued + self.jobs_released
 
 
 class MonitorStatus(StatusModel):

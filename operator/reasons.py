@@ -37,6 +37,7 @@ SECRET_KEY_MISSING = "SecretKeyMissing"
 SECRET_UNREADABLE = "SecretUnreadable"
 INVALID_DSN = "InvalidDSN"
 DATABASE_UNREACHABLE = "DatabaseUnreachable"
+QUERY_FAILED = "QueryFailed"
 QUEUE_SCHEMA_MISSING = "QueueSchemaMissing"
 NOT_CHECKED = "NotChecked"
 
