@@ -22,8 +22,11 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-from workerfleet.durations import DURATION_PATTERN, parse_duration
+from workerfleet.durations import DURATION_PATTERN, format_duration, parse_duration
+from workerfleet.operator import reasons
 from workerfleet.worker import config as worker_config
+from workerfleet.worker import retry
+from workerfleet.worker.models import QUEUE_NAME_PATTERN
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -40,7 +43,6 @@ MAX_ENV_VARS = 100
 MAX_STRING_LENGTH = 4096
 MAX_LIST_ITEMS = 200
 MAX_INCIDENTS = 100
-QUEUE_NAME_PATTERN = worker_config.QUEUE_NAME_PATTERN
 HANDLERS_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|command:.*\S.*)$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -51,9 +53,10 @@ QUANTITY_PATTERN = (
 )
 PERCENT_STEP_PATTERN = r"^[1-9][0-9]{0,3}%$"
 
-# Set by the operator from the spec; a user's env entry may not shadow them.
-RESERVED_ENV_PREFIX = "WORKERFLEET_"
-RESERVED_ENV_NAMES = ("POD_NAME", "POD_UID", "POD_IP")
+# The worker's variables, set by the operator from the spec; a user's env entry may not
+# shadow them.
+RESERVED_ENV_PREFIX = worker_config.ENV_PREFIX
+RESERVED_ENV_NAMES = worker_config.UNPREFIXED_VARIABLES
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -264,39 +267,61 @@ class Scaling(ApiModel):
         return parse_duration(self.scale_down_delay)
 
 
+# spec.worker holds the worker's own settings (worker/config.py), under the same names but
+# this one; the defaults are the worker's, durations spelled as the API spells them.
+WORKER_SETTING_OF = {"shutdown_grace_period": "shutdown_grace"}
+
+
+def _worker_default(field: str) -> Any:
+    return worker_config.default_of(WORKER_SETTING_OF.get(field, field))
+
+
+def _worker_duration(field: str) -> str:
+    return format_duration(_worker_default(field))
+
+
 class WorkerSettings(ApiModel):
     """The worker runtime's settings, passed to every worker as WORKERFLEET_* variables."""
 
-    concurrency: int = Field(4, ge=1, le=worker_config.MAX_CONCURRENCY)
+    concurrency: int = Field(_worker_default("concurrency"), ge=1, le=worker_config.MAX_CONCURRENCY)
     """Jobs one worker runs at the same time."""
     handlers: str = Field(pattern=HANDLERS_PATTERN, min_length=1, max_length=MAX_STRING_LENGTH)
     """A Python module of task functions (acme.jobs), or 'command:<program and args>'."""
-    poll_interval: Duration = "1s"
+    poll_interval: Duration = _worker_duration("poll_interval")
     """Polling fallback when no NOTIFY arrives."""
-    heartbeat_interval: Duration = "5s"
+    heartbeat_interval: Duration = _worker_duration("heartbeat_interval")
     """How often a worker refreshes its row and its jobs' leases."""
-    lease_duration: Duration | None = None
+    lease_duration: Duration | None = _worker_default("lease_duration")
     """How long a job stays leased without a heartbeat (default: 3 heartbeat intervals)."""
-    job_timeout: Duration = "10m"
+    job_timeout: Duration = _worker_duration("job_timeout")
     """Longest a single job may run."""
-    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS)
-    """Attempts before a job is dead-lettered (informational: jobs carry their own)."""
-    retry_base: Duration = "1s"
+    max_attempts: int = Field(_worker_default("max_attempts"), ge=1, le=MAX_ATTEMPTS)
+    """Attempts before a failing job is dead-lettered, for jobs enqueued without \
+max_attempts of their own: the first worker to claim such a job gives it this value, which \
+stays with the job. A job enqueued with max_attempts keeps its own."""
+    retry_base: Duration = _worker_duration("retry_base")
     """First retry delay; doubles per attempt."""
-    retry_cap: Duration = "10m"
+    retry_cap: Duration = _worker_duration("retry_cap")
     """Longest retry delay."""
-    retry_jitter: Literal["full", "equal", "none"] = "equal"
+    retry_jitter: retry.Jitter = _worker_default("retry_jitter")
     """Jitter applied to retry delays."""
-    shutdown_grace_period: Duration = "30s"
+    shutdown_grace_period: Duration = _worker_duration("shutdown_grace_period")
     """How long running jobs may finish after SIGTERM before they are released."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: worker_config.LogLevel = _worker_default("log_level")
     """Worker log level."""
-    log_format: Literal["json", "text"] = "json"
+    log_format: worker_config.LogFormat = _worker_default("log_format")
     """Worker log format."""
-    health_log_interval: Duration = "5m"
+    health_log_interval: Duration = _worker_duration("health_log_interval")
     """How often a worker logs its health report."""
-    migrate: bool = True
+    migrate: bool = _worker_default("migrate")
     """Whether workers apply the queue schema migrations at start."""
+
+    def by_worker_setting(self) -> dict[str, Any]:
+        """These settings keyed by the worker's own field names (worker/config.py)."""
+        return {
+            WORKER_SETTING_OF.get(name, name): getattr(self, name)
+            for name in type(self).model_fields
+        }
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -504,16 +529,7 @@ class WorkerCounts(StatusModel):
     dead: int = 0
 
 
-Health = Literal[
-    "Healthy",
-    "Starting",
-    "Degraded",
-    "Unavailable",
-    "QueueUnreachable",
-    "Paused",
-    "InvalidSpec",
-    "ScaledToZero",
-]
+Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.HEALTH_WORDS)})]
 
 
 class WorkerPoolStatus(StatusModel):
