@@ -351,15 +351,20 @@ class KeySelector(ApiModel):
     """A key of a Secret or ConfigMap."""
 
     name: Name
+    """Name of the Secret or ConfigMap, in the pool's namespace."""
     key: Name
+    """Key in its data."""
     optional: bool | None = None
+    """Start the worker even when the Secret, ConfigMap or key does not exist."""
 
 
 class FieldRef(ApiModel):
     """A field of the pod (downward API)."""
 
     field_path: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    """The pod field, such as metadata.namespace or spec.nodeName."""
     api_version: str | None = Field(None, max_length=64)
+    """Version of the schema field_path is written in (default v1)."""
 
 
 class EnvVarSource(ApiModel):
@@ -375,8 +380,11 @@ class EnvVarSource(ApiModel):
     )
 
     secret_key_ref: KeySelector | None = None
+    """The value of a Secret's key."""
     config_map_key_ref: KeySelector | None = None
+    """The value of a ConfigMap's key."""
     field_ref: FieldRef | None = None
+    """A field of the worker's pod."""
 
 
 class EnvVar(ApiModel):
@@ -402,8 +410,11 @@ class EnvVar(ApiModel):
     )
 
     name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=256)
+    """Variable name (not WORKERFLEET_*, POD_NAME, POD_UID or POD_IP: the operator sets those)."""
     value: str | None = Field(None, max_length=MAX_STRING_LENGTH)
+    """Literal value."""
     value_from: EnvVarSource | None = None
+    """Where the value comes from instead of `value`."""
 
 
 class Resources(ApiModel):
@@ -419,7 +430,9 @@ class TemplateMetadata(ApiModel):
     """Labels and annotations added to every worker pod."""
 
     labels: dict[str, str] = Field(default_factory=dict)
+    """Extra pod labels (the pool's selector labels always win)."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra pod annotations."""
 
 
 class PodTemplateOverrides(ApiModel):
@@ -458,6 +471,7 @@ class WorkerPoolSpec(ApiModel):
     image: str = Field(min_length=1, max_length=512)
     """Container image with the worker runtime and the handlers."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image (the worker container's imagePullPolicy)."""
     queue: str = Field(pattern=QUEUE_NAME_PATTERN, max_length=63)
     """The queue the workers drain."""
     database: Database
@@ -567,19 +581,24 @@ class LabelSelectorRequirement(ApiModel):
     )
 
     key: Name
+    """The label key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value is compared with `values`."""
     values: list[Annotated[str, Field(max_length=63)]] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS
     )
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """Which WorkerPools in the Monitor's namespace it watches (empty: all of them)."""
 
     match_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels a WorkerPool must carry, each with this value."""
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS
     )
+    """Label requirements a WorkerPool must meet, all of them."""
 
 
 class NoWorkersWithPendingRule(ApiModel):
@@ -630,8 +649,11 @@ class Webhook(ApiModel):
 
 
 class Alerts(ApiModel):
+    """How the Monitor tells what it did and found."""
+
     events: bool = True
-    """Post Kubernetes Events on the WorkerPool when an incident fires or resolves."""
+    """Post a Kubernetes Event on the Monitor after each run that recovered, pruned or \
+restarted something."""
     webhook: Webhook | None = None
 
 
@@ -639,8 +661,11 @@ class Retention(ApiModel):
     """How long finished jobs are kept (unset: forever)."""
 
     succeeded: Duration | None = None
+    """Delete succeeded jobs that finished longer ago than this."""
     dead: Duration | None = None
+    """Delete dead-lettered jobs that died longer ago than this."""
     cancelled: Duration | None = None
+    """Delete cancelled jobs that were cancelled longer ago than this."""
 
 
 class MonitorSpec(ApiModel):

@@ -66,6 +66,11 @@ class PoolCall:
         return (self.namespace, self.name)
 
     @property
+    def pool_key(self) -> str:
+        """The pool's name in the workers table."""
+        return builders.pool_key(self.namespace, self.name)
+
+    @property
     def owner(self) -> builders.Owner:
         return builders.Owner(name=self.name, namespace=self.namespace, uid=self.uid)
 
@@ -125,7 +130,7 @@ async def sync_pool(call: PoolCall) -> str | None:
         parsed = parse(call)
         queue = await read_queue(call, parsed.spec)
         live = call.deployment()
-        desired = decide_replicas(call, parsed, queue, live)
+        desired = decide_replicas(call.pool_key, parsed, queue, live)
         applied = await apply_children(call, parsed, desired, live)
         report(call, observe(call, parsed, queue, desired, applied))
         return applied.spec_problem
@@ -159,33 +164,38 @@ async def read_queue(call: PoolCall, spec: models.WorkerPoolSpec | None) -> Queu
         return QueueProblem(error.reason, error.message, "Unknown" if unknown else "False")
     return QueueReading(
         stats=snapshot.queues.get(spec.queue),
-        workers=snapshot.workers.get(builders.pool_key(call.namespace, call.name)),
+        workers=snapshot.workers.get(call.pool_key),
     )
 
 
 def decide_replicas(
-    call: PoolCall, parsed: Parsed, queue: QueueSeen, live: DeploymentView | None
+    pool: str, parsed: Parsed, queue: QueueSeen, live: DeploymentView | None
 ) -> int | None:
     """How many workers to ask for; the live count when the spec is invalid or paused.
 
-    Everything a replica policy may look at goes into ``replicas.ReplicaInputs``;
-    ``replicas.decide`` is the one call that sizes a pool.
+    ``replicas.decide`` is the one call that sizes a pool, from everything a
+    replica policy may look at (:func:`replica_inputs`).
     """
     current = live.replicas if live is not None else None
     spec = parsed.to_apply
     if spec is None:
         return current
+    return replicas.decide(replica_inputs(pool, spec, queue, current, time.monotonic())).replicas
+
+
+def replica_inputs(
+    pool: str, spec: models.WorkerPoolSpec, queue: QueueSeen, current: int | None, now: float
+) -> replicas.ReplicaInputs:
+    """The queue and workers as the policy sees them: None only when the queue could not
+    be read (a queue or pool with no rows yet counts as all zero)."""
     reading = queue if isinstance(queue, QueueReading) else None
-    decision = replicas.decide(
-        replicas.ReplicaInputs(
-            spec=spec,
-            current=current,
-            queue=_queue_stats(spec.queue, reading),
-            workers=_worker_stats(builders.pool_key(call.namespace, call.name), reading),
-            now=time.monotonic(),
-        )
+    return replicas.ReplicaInputs(
+        spec=spec,
+        current=current,
+        queue=_queue_stats(spec.queue, reading),
+        workers=_worker_stats(pool, reading),
+        now=now,
     )
-    return decision.replicas
 
 
 async def apply_children(
@@ -243,8 +253,6 @@ def report(call: PoolCall, observation: Observation) -> None:
 
 
 def _queue_stats(queue: str, reading: QueueReading | None) -> QueueStats | None:
-    """The pool's queue for the replica decision: None only when it could not be read
-    (a queue that has never held a job has no stats row: all zero)."""
     if reading is None:
         return None
     if reading.stats is not None:
@@ -263,7 +271,6 @@ def _queue_stats(queue: str, reading: QueueReading | None) -> QueueStats | None:
 
 
 def _worker_stats(pool: str, reading: QueueReading | None) -> WorkerStats | None:
-    """The pool's workers for the replica decision: None only when the queue could not be read."""
     if reading is None:
         return None
     if reading.workers is not None:
