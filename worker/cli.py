@@ -160,7 +160,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
             job.queue,
             job.task,
             job.state,
-            f"{job.attempt}/{job.max_attempts}",
+            f"{job.attempt}/{max_attempts_text(job)}",
             job.priority,
             job.run_at.isoformat(timespec="seconds"),
             job.worker_id,
@@ -190,11 +190,15 @@ def workers_table(workers: Sequence[WorkerRow], now: datetime) -> str:
     return render_table(headers, rows) if rows else "no workers"
 
 
+def max_attempts_text(job: Job) -> str:
+    """A job enqueued without max_attempts gets the claiming worker's: "default" until then."""
+    return "default" if job.max_attempts is None else str(job.max_attempts)
+
+
 def job_details(job: Job) -> str:
-    lines = [
-        f"{field.name}: {_show(getattr(job, field.name))}" for field in dataclasses.fields(job)
-    ]
-    return "\n".join(lines)
+    shown = {field.name: _show(getattr(job, field.name)) for field in dataclasses.fields(job)}
+    shown["max_attempts"] = max_attempts_text(job)
+    return "\n".join(f"{name}: {text}" for name, text in shown.items())
 
 
 def _show(value: object) -> str:
@@ -442,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--delay", metavar="DURATION", help="run after this long, e.g. 30s, 5m")
     when.add_argument("--run-at", metavar="TIME", help="run at this ISO 8601 time with timezone")
-    enqueue.add_argument("--max-attempts", type=int, default=None, help="default: 5")
+    enqueue.add_argument(
+        "--max-attempts",
+        type=int,
+        default=None,
+        help="default: the WORKERFLEET_MAX_ATTEMPTS of the worker that claims it (5 unless set)",
+    )
     enqueue.add_argument(
         "--unique-key", metavar="KEY", help="return the live job holding KEY instead"
     )
