@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -117,7 +118,16 @@ async def pgqueuer_main(args: argparse.Namespace) -> None:
 # -- procrastinate -------------------------------------------------------------
 
 
-def procrastinate_app(probe_file: str | None) -> Any:
+@dataclass(frozen=True)
+class ProcrastinateBench:
+    """The app and the two benchmark tasks registered on it."""
+
+    app: Any
+    noop: Any
+    probe: Any
+
+
+def procrastinate_app(probe_file: str | None) -> ProcrastinateBench:
     import procrastinate
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn()))
@@ -133,14 +143,12 @@ def procrastinate_app(probe_file: str | None) -> Any:
         if probe is not None:
             probe.write(f"{seq} {started}\n")
 
-    app.bench_tasks = {"noop": noop, "probe": probe_job}  # type: ignore[attr-defined]
-    return app
+    return ProcrastinateBench(app, noop, probe_job)
 
 
 async def procrastinate_main(args: argparse.Namespace) -> None:
-    app = procrastinate_app(getattr(args, "probe_file", None))
-    noop = app.bench_tasks["noop"]
-    probe = app.bench_tasks["probe"]
+    bench = procrastinate_app(getattr(args, "probe_file", None))
+    app, noop, probe = bench.app, bench.noop, bench.probe
     async with app.open_async():
         if args.command == "install":
             await app.schema_manager.apply_schema_async()

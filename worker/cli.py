@@ -2,50 +2,47 @@
 
 Every command reads the database from ``--dsn`` or ``$WORKERFLEET_DSN`` and
 never prints its password. Output is a plain table, or JSON with ``--json``.
-The formatting helpers are pure functions; commands only fetch and print.
+This module holds the argument parser and the error-to-exit-code mapping;
+the commands live in :mod:`cli_commands`, the pure formatting in
+:mod:`cli_format`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 import asyncpg
 
-from workerfleet.durations import DurationError, format_duration, parse_duration
-from workerfleet.worker import migrations
-from workerfleet.worker.connector import Connector, DatabaseUnavailable, InvalidDsn
-from workerfleet.worker.models import (
-    FINISHED_STATES,
-    JOB_STATES,
-    EnqueueRequest,
-    InvalidJobError,
-    Job,
-    QueueStats,
-    WorkerRow,
-    WorkerStats,
+from workerfleet.worker.cli_commands import (
+    EXIT_BAD_INPUT,
+    EXIT_DATABASE_ERROR,
+    EXIT_DATABASE_UNREACHABLE,
+    EXIT_OK,
+    CliError,
+    Handler,
+    cmd_enqueue,
+    cmd_jobs_cancel,
+    cmd_jobs_list,
+    cmd_jobs_prune,
+    cmd_jobs_retry,
+    cmd_jobs_show,
+    cmd_migrate,
+    cmd_recover,
+    cmd_stats,
+    cmd_workers_list,
 )
+from workerfleet.worker.connector import Connector, DatabaseUnavailable, InvalidDsn
+from workerfleet.worker.models import FINISHED_STATES, JOB_STATES, InvalidJobError
 from workerfleet.worker.repository import Repository
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
-EXIT_DATABASE_UNREACHABLE = 3
-EXIT_DATABASE_ERROR = 4
 
 DSN_ENV = "WORKERFLEET_DSN"
 WATCH_INTERVAL_DEFAULT = "2s"
 DEAD_AFTER_DEFAULT = "1m"
-ENQUEUE_BATCH_JOBS = 1_000
-ERROR_COLUMN_MAX_CHARS = 60
-CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 # Model fields as the options that set them, so an error names what to fix.
 FIELD_OPTIONS = {
@@ -74,350 +71,6 @@ exit codes:
   3  database unreachable (refused, timed out, bad credentials)
   4  database error, e.g. the schema is missing: run `workerfleet db migrate`
 """
-
-
-class CliError(Exception):
-    """Bad input; exit 1 with this message."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {message}")
-
-
-Handler = Callable[[argparse.Namespace, Repository, TextIO], Awaitable[int]]
-
-
-# -- pure formatting -----------------------------------------------------------
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns, two spaces apart; None prints as '-'."""
-    cells = [[("-" if value is None else str(value)) for value in row] for row in rows]
-    widths = [len(header) for header in headers]
-    for row in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [list(headers), *cells]
-    ]
-    return "\n".join(lines)
-
-
-def format_age(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return format_duration(max(seconds, 0.0))
-
-
-def short_error(error: str | None) -> str | None:
-    if error is None:
-        return None
-    first_line = error.strip().splitlines()[0] if error.strip() else ""
-    if len(first_line) > ERROR_COLUMN_MAX_CHARS:
-        return first_line[: ERROR_COLUMN_MAX_CHARS - 3] + "..."
-    return first_line
-
-
-def stats_table(stats: Sequence[QueueStats]) -> str:
-    headers = [
-        "QUEUE",
-        "PENDING",
-        "SCHEDULED",
-        "RUNNING",
-        "SUCCEEDED",
-        "DEAD",
-        "CANCELLED",
-        "OLDEST",
-        "DONE/MIN",
-    ]
-    rows = [
-        [
-            row.queue,
-            row.pending,
-            row.scheduled,
-            row.running,
-            row.succeeded,
-            row.dead,
-            row.cancelled,
-            format_age(row.oldest_pending_seconds),
-            row.finished_last_minute,
-        ]
-        for row in stats
-    ]
-    return render_table(headers, rows) if rows else "no jobs"
-
-
-def worker_stats_table(stats: Sequence[WorkerStats]) -> str:
-    headers = ["POOL", "ONLINE", "BUSY", "IDLE", "DRAINING", "DEAD"]
-    rows = [[s.pool, s.online, s.busy, s.idle, s.draining, s.dead] for s in stats]
-    return render_table(headers, rows) if rows else "no workers"
-
-
-def jobs_table(jobs: Sequence[Job]) -> str:
-    headers = ["ID", "QUEUE", "TASK", "STATE", "ATTEMPT", "PRIORITY", "RUN_AT", "WORKER", "ERROR"]
-    rows = [
-        [
-            job.id,
-            job.queue,
-            job.task,
-            job.state,
-            f"{job.attempt}/{max_attempts_text(job)}",
-            job.priority,
-            job.run_at.isoformat(timespec="seconds"),
-            job.worker_id,
-            short_error(job.last_error),
-        ]
-        for job in jobs
-    ]
-    return render_table(headers, rows) if rows else "no jobs"
-
-
-def workers_table(workers: Sequence[WorkerRow], now: datetime) -> str:
-    headers = ["ID", "POOL", "STATE", "QUEUES", "JOBS", "SUCCEEDED", "FAILED", "HEARTBEAT", "VER"]
-    rows = [
-        [
-            worker.id,
-            worker.pool,
-            worker.state,
-            ",".join(worker.queues),
-            worker.current_jobs,
-            worker.jobs_succeeded,
-            worker.jobs_failed,
-            f"{format_age((now - worker.heartbeat_at).total_seconds())} ago",
-            worker.version,
-        ]
-        for worker in workers
-    ]
-    return render_table(headers, rows) if rows else "no workers"
-
-
-def max_attempts_text(job: Job) -> str:
-    """A job enqueued without max_attempts gets the claiming worker's: "default" until then."""
-    return "default" if job.max_attempts is None else str(job.max_attempts)
-
-
-def job_details(job: Job) -> str:
-    shown = {field.name: _show(getattr(job, field.name)) for field in dataclasses.fields(job)}
-    shown["max_attempts"] = max_attempts_text(job)
-    return "\n".join(f"{name}: {text}" for name, text in shown.items())
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str) and "\n" in value:
-        return "\n  " + value.rstrip().replace("\n", "\n  ")
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def to_json(value: Any) -> str:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    elif isinstance(value, list):
-        value = [dataclasses.asdict(item) for item in value]
-    return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-# -- parsing option values -----------------------------------------------------
-
-
-def parse_payload(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CliError("--payload", f"not valid JSON ({error}): {text!r}") from error
-
-
-def parse_run_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise CliError(
-            "--run-at", f"not an ISO 8601 time: {text!r} (e.g. 2030-01-01T09:00:00+00:00)"
-        ) from error
-    if moment.utcoffset() is None:
-        raise CliError("--run-at", f"{text!r} has no timezone: add one, e.g. +00:00 or Z")
-    return moment
-
-
-def parse_seconds(text: str, option: str) -> float:
-    try:
-        return parse_duration(text)
-    except DurationError as error:
-        raise CliError(option, str(error)) from error
-
-
-# -- commands ------------------------------------------------------------------
-
-
-async def cmd_migrate(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    applied = await migrations.migrate(repo.connector)
-    print(f"applied {', '.join(applied)}" if applied else "schema up to date", file=out)
-    return EXIT_OK
-
-
-async def cmd_enqueue(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    if args.count < 1:
-        raise CliError("--count", f"must be at least 1, got {args.count}")
-    if args.count > 1 and args.unique_key is not None:
-        raise CliError("--count", "more than one job cannot share one --unique-key")
-    delay = None if args.delay is None else parse_seconds(args.delay, "--delay")
-    request = EnqueueRequest(
-        queue=args.queue,
-        task=args.task,
-        payload=parse_payload(args.payload),
-        priority=args.priority,
-        run_at=parse_run_at(args.run_at),
-        delay_seconds=delay,
-        max_attempts=args.max_attempts,
-        unique_key=args.unique_key,
-    )
-    ids: list[int] = []
-    for start in range(0, args.count, ENQUEUE_BATCH_JOBS):
-        batch = min(ENQUEUE_BATCH_JOBS, args.count - start)
-        ids += await repo.enqueue_many([request] * batch)
-    if args.json:
-        print(json.dumps({"queue": args.queue, "ids": ids}), file=out)
-    elif len(ids) == 1:
-        print(ids[0], file=out)
-    else:
-        print(f"enqueued {len(ids)} jobs on {args.queue} (ids {min(ids)}..{max(ids)})", file=out)
-    return EXIT_OK
-
-
-async def cmd_stats(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    dead_after = parse_seconds(args.dead_after, "--dead-after")
-    interval = None if args.watch is None else parse_seconds(args.watch, "--watch")
-    while True:
-        try:
-            queue_stats = await repo.queue_stats()
-            worker_stats = await repo.worker_stats(dead_after)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
-            if interval is None:
-                raise DatabaseUnavailable(f"lost the database: {error}") from error
-            print(f"database unreachable ({error}); retrying", file=sys.stderr)
-        else:
-            _print_stats(args, queue_stats, worker_stats, out, clear=interval is not None)
-        if interval is None:
-            return EXIT_OK
-        await asyncio.sleep(interval)
-
-
-def _print_stats(
-    args: argparse.Namespace,
-    queue_stats: list[QueueStats],
-    worker_stats: list[WorkerStats],
-    out: TextIO,
-    *,
-    clear: bool,
-) -> None:
-    if args.json:
-        document = {
-            "time": datetime.now(UTC).isoformat(),
-            "queues": [dataclasses.asdict(row) for row in queue_stats],
-            "workers": [dataclasses.asdict(row) for row in worker_stats],
-        }
-        print(json.dumps(document, sort_keys=True), file=out, flush=True)
-        return
-    if clear and out.isatty():
-        out.write(CLEAR_SCREEN)
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    print(
-        f"{stamp}\n\n{stats_table(queue_stats)}\n\n{worker_stats_table(worker_stats)}\n",
-        file=out,
-        flush=True,
-    )
-
-
-async def cmd_jobs_list(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    if args.limit < 1:
-        raise CliError("--limit", f"must be at least 1, got {args.limit}")
-    jobs = await repo.list_jobs(
-        queue=args.queue, state=args.state, task=args.task, limit=args.limit
-    )
-    print(to_json(jobs) if args.json else jobs_table(jobs), file=out)
-    return EXIT_OK
-
-
-async def _existing_job(repo: Repository, job_id: int) -> Job:
-    job = await repo.get_job(job_id)
-    if job is None:
-        raise CliError("JOB_ID", f"no job with id {job_id}")
-    return job
-
-
-async def cmd_jobs_show(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    job = await _existing_job(repo, args.job_id)
-    print(to_json(job) if args.json else job_details(job), file=out)
-    return EXIT_OK
-
-
-async def cmd_jobs_retry(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    job = await _existing_job(repo, args.job_id)
-    if not await repo.retry_dead(job.id):
-        if job.state in ("dead", "cancelled"):
-            raise CliError("JOB_ID", f"job {job.id} has a unique key that another live job holds")
-        raise CliError("JOB_ID", f"job {job.id} is {job.state}: only dead or cancelled jobs retry")
-    print(f"job {job.id} is pending again (attempts reset)", file=out)
-    return EXIT_OK
-
-
-async def cmd_jobs_cancel(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    job = await _existing_job(repo, args.job_id)
-    if not await repo.cancel(job.id):
-        raise CliError(
-            "JOB_ID", f"job {job.id} is {job.state}: only pending or running jobs cancel"
-        )
-    print(f"job {job.id} cancelled", file=out)
-    return EXIT_OK
-
-
-async def cmd_jobs_prune(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    age = parse_seconds(args.older_than, "--older-than")
-    states = args.state or list(FINISHED_STATES)
-    deleted = await repo.prune_finished(age, states)
-    print(f"deleted {deleted} finished jobs older than {format_duration(age)}", file=out)
-    return EXIT_OK
-
-
-async def cmd_workers_list(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    workers = await repo.list_workers(args.pool)
-    if args.json:
-        print(to_json(workers), file=out)
-    else:
-        print(workers_table(workers, datetime.now(UTC)), file=out)
-    return EXIT_OK
-
-
-async def cmd_recover(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
-    dead_after = parse_seconds(args.dead_after, "--dead-after")
-    reaped = await repo.reap_dead_workers(dead_after)
-    rescued = await repo.rescue_expired_leases()
-    print(
-        f"dead workers: {reaped.workers} (jobs released {reaped.jobs_released}, "
-        f"dead-lettered {reaped.jobs_dead}); expired leases: rescued {rescued.rescued}, "
-        f"dead-lettered {rescued.dead}",
-        file=out,
-    )
-    return EXIT_OK
-
-
-# -- the parser ----------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,9 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--dead-after", default=DEAD_AFTER_DEFAULT, metavar="DURATION")
     recover.set_defaults(handler=cmd_recover)
     return parser
-
-
-# -- running -------------------------------------------------------------------
 
 
 async def _run(args: argparse.Namespace, dsn: str, out: TextIO) -> int:

@@ -7,7 +7,9 @@ layer above sees Python values. Failing to connect raises
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -174,6 +176,14 @@ class Connector:
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         return await self.pool.fetchval(query, *args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection inside a transaction, for statements that must
+        see and commit together: committed when the block ends, rolled back if
+        it raises."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            yield connection
 
     async def close(self) -> None:
         await self.pool.close()

@@ -60,7 +60,7 @@ async def migrate(target: Connector | str) -> list[str]:
 
 
 async def _migrate(connector: Connector) -> list[str]:
-    async with connector.pool.acquire() as connection, connection.transaction():
+    async with connector.transaction() as connection:
         await connection.execute(QUERIES["migrations_lock"], MIGRATION_LOCK_KEY)
         await connection.execute(QUERIES["migrations_bootstrap"])
         applied = {row["version"] for row in await connection.fetch(QUERIES["migrations_applied"])}

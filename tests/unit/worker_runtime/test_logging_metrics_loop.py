@@ -86,14 +86,18 @@ def test_reconnect_backoff_grows_to_its_cap_and_resets() -> None:
 
 async def test_shielded_finishes_the_write_before_honouring_a_cancel() -> None:
     written: list[str] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
 
     async def write() -> None:
-        await asyncio.sleep(0.05)
+        started.set()
+        await release.wait()
         written.append("done")
 
     caller = asyncio.create_task(loop.shielded(write()))
-    await asyncio.sleep(0.01)
-    caller.cancel()
+    await started.wait()
+    caller.cancel()  # while the write is held open: it must not be cut short
+    release.set()
     with contextlib.suppress(asyncio.CancelledError):
         await caller
     assert written == ["done"]

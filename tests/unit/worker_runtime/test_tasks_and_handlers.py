@@ -159,16 +159,19 @@ def test_job_context_knows_its_last_attempt() -> None:
 
 
 async def test_sync_tasks_do_not_block_the_event_loop() -> None:
+    event_loop = asyncio.get_running_loop()
+    entered = asyncio.Event()
     release = threading.Event()
 
     @task()
     def blocker(ctx: JobContext, payload: Any) -> str:
-        release.wait(5)
-        return "released"
+        event_loop.call_soon_threadsafe(entered.set)
+        return "released" if release.wait(60) else "never released"
 
     handler = handlers.ModuleHandler(tasks.registry_from_module(_module(b=blocker)), "fake")
     running = asyncio.create_task(handler.run(_context("blocker"), None))
-    await asyncio.sleep(0.01)
-    assert not running.done()  # the loop is free while the thread blocks
+    # The loop keeps running this coroutine while the task's thread blocks.
+    await entered.wait()
+    assert not running.done()
     release.set()
     assert await running == "released"
