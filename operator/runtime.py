@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from workerfleet.operator.health import Readiness
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
@@ -25,7 +26,7 @@ class Runtime:
     secrets: SecretReader
     inspector: QueueInspector
     activity: Activity
-    ready: list[bool] = field(default_factory=lambda: [False])
+    readiness: Readiness = field(default_factory=Readiness)
     changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
 
