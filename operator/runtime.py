@@ -67,6 +67,8 @@ class PoolState:
     short_since: datetime | None = None
     synced_at: float | None = None
     """When the last sync started (monotonic)."""
+    service_account_applied: bool = False
+    """This process applied the workers' ServiceAccount since it started or the spec changed."""
 
 
 @dataclass
