@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 K8S_VERSION ?= v1.36.3
 export K8S_VERSION
+PROMETHEUS_VERSION ?= v0.316.0
+export PROMETHEUS_VERSION
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export WORKERFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 PYTEST_ARGS ?=
@@ -30,8 +32,12 @@ venv: $(VENV)/.installed ## Create the virtualenv with an editable install
 k8s-bin: ## Build (or reuse the cached) etcd, kube-apiserver, controller-manager, scheduler and helm
 	@bash localcluster/build-k8s.sh >/dev/null
 
+.PHONY: promtool
+promtool: ## Build (or reuse the cached) promtool, which tests the chart's alert rules
+	@bash localcluster/build-tools.sh promtool >/dev/null
+
 .PHONY: setup
-setup: venv k8s-bin ## Everything needed to run the tests and the demo
+setup: venv k8s-bin promtool ## Everything needed to run the tests and the demo
 
 .PHONY: lint
 lint: venv ## ruff and mypy --strict

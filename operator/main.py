@@ -12,6 +12,7 @@ so two replicas never act together. See ``leadership.py``.
 
     workerfleet-operator                      # all namespaces
     workerfleet-operator -n team-a -n team-b  # only these
+    workerfleet-operator check --namespace NS --selector S   # see health_check.py
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pydantic
 from kubernetes.config import ConfigException
 
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
-from workerfleet.operator import health, kopf_glue, metrics, models
+from workerfleet.operator import health, health_check, kopf_glue, metrics, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
 from workerfleet.operator.kube import api_client
 from workerfleet.operator.leadership import ApiLeaseStore, Leadership, own_namespace
@@ -204,7 +205,10 @@ async def run(settings: OperatorSettings, runtime: Runtime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["check"]:
+        return health_check.main(arguments[1:])
+    args = parse_args(arguments)
     try:
         settings = load_settings(args)
     except pydantic.ValidationError as error:
