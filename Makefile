@@ -91,18 +91,32 @@ demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jo
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py
 
-# -- kind, for users with a Docker engine (not exercised by CI: none runs here) --
+# -- the image, and kind for users with a Docker engine --
 KIND_CLUSTER ?= workerfleet
 IMAGE ?= workerfleet:dev
+# buildah builds without a Docker engine (apt-get install buildah); docker otherwise.
+IMAGE_BUILDER ?= $(if $(shell command -v buildah),buildah,docker)
+
+.PHONY: image
+image: ## Build the workerfleet image (worker and operator) with buildah, or docker
+ifeq ($(IMAGE_BUILDER),buildah)
+	buildah --storage-driver vfs build --isolation chroot --layers -t $(IMAGE) .
+else
+	docker build -t $(IMAGE) .
+endif
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster from kind-config.yaml (needs Docker and kind)
 	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
 
-.PHONY: image
-image: ## Build the workerfleet image (worker and operator) and load it into kind
-	docker build -t $(IMAGE) .
+.PHONY: kind-image
+kind-image: image ## Build the image and load it into the kind cluster
+ifeq ($(IMAGE_BUILDER),buildah)
+	buildah --storage-driver vfs push $(IMAGE) docker-archive:$(CURDIR)/.image.tar:$(IMAGE)
+	kind load image-archive $(CURDIR)/.image.tar --name $(KIND_CLUSTER) && rm -f $(CURDIR)/.image.tar
+else
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+endif
 
 .PHONY: deploy
 deploy: k8s-bin ## helm install the operator (CRDs included) into the current kube context
