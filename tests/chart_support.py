@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from localcluster.control_plane import REPO_ROOT, binaries_dir
+from localcluster.control_plane import REPO_ROOT, LocalCluster, binaries_dir
 
 CHART = REPO_ROOT / "charts" / "workerfleet"
 DASHBOARD = CHART / "dashboards" / "workerfleet.json"
@@ -115,3 +119,106 @@ def exported_names(exposition: str) -> set[str]:
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
         names.update(sample.name for sample in family.samples)
     return names
+
+
+# -- the chart installed on the local cluster (e2e) ---------------------------------------
+
+README = REPO_ROOT / "README.md"
+_README_BLOCK = re.compile(r"<!-- e2e: ([\w-]+) -->\n```sh\n(.*?)```", re.DOTALL)
+OPERATOR_PORT = 8080
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def readme_blocks() -> dict[str, str]:
+    """The README's shell blocks marked `<!-- e2e: NAME -->`, by name."""
+    return dict(_README_BLOCK.findall(README.read_text()))
+
+
+def operator_pods(cluster: LocalCluster, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The release's operator pods that are not being deleted."""
+    selector = f"app.kubernetes.io/name=workerfleet,app.kubernetes.io/instance={release}"
+    listed = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+    return [
+        pod
+        for pod in json.loads(listed.stdout)["items"]
+        if not pod["metadata"].get("deletionTimestamp")
+    ]
+
+
+def ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def lease_holder(cluster: LocalCluster, namespace: str, lease: str) -> str | None:
+    """The pod name of the Lease's holder (identities are `<pod>_<random>`)."""
+    result = cluster.kubectl(
+        "get", "lease", lease, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}", check=False
+    )
+    holder = result.stdout.strip()
+    return holder.rpartition("_")[0] if holder else None
+
+
+def http_get(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+def roles(pods: Iterable[Mapping[str, Any]]) -> dict[str, str | None]:
+    """Pod name -> the role its /readyz reports (None when it is not ready)."""
+    found: dict[str, str | None] = {}
+    for pod in pods:
+        status, body = http_get(f"http://{pod['status']['podIP']}:{OPERATOR_PORT}/readyz")
+        found[pod["metadata"]["name"]] = json.loads(body).get("role") if status == 200 else None
+    return found
+
+
+def pid_of(pod: Mapping[str, Any]) -> int:
+    (status,) = pod["status"]["containerStatuses"]
+    return int(str(status["containerID"]).removeprefix("local://"))
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write the API server audited: when, by which pod's token, to what."""
+
+    at: datetime
+    pod: str
+    verb: str
+    resource: str
+    name: str
+
+
+def audited_writes(cluster: LocalCluster, username: str) -> list[Write]:
+    """Writes by `username` from the apiserver's audit log, oldest first. The pod comes
+    from the bound token, which the node agent requests for each pod."""
+    log = cluster.audit_log
+    if not log.exists():
+        raise AssertionError(
+            f"{log} is missing: the cluster was started before audit logging; "
+            "restart it (make cluster-down cluster-up)"
+        )
+    writes = []
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        user = event.get("user") or {}
+        if user.get("username") != username or event.get("verb") not in WRITE_VERBS:
+            continue
+        pods = (user.get("extra") or {}).get("authentication.kubernetes.io/pod-name") or ["?"]
+        target = event.get("objectRef") or {}
+        writes.append(
+            Write(
+                at=datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00")),
+                pod=pods[0],
+                verb=event["verb"],
+                resource="/".join(
+                    filter(None, [target.get("resource"), target.get("subresource")])
+                ),
+                name=str(target.get("name", "")),
+            )
+        )
+    return sorted(writes, key=lambda write: write.at)
