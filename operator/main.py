@@ -71,7 +71,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # Only explicit Events (kopf.event); handler log lines stay in the log.
     settings.posting.loggers = False
     settings.posting.level = logging.INFO
-    # One operator per cluster (or per namespace list); no peering objects needed.
+    # Serving named namespaces there is nothing to discover: listing and watching every
+    # namespace (and CRD) would need cluster-wide rights for nothing. The CRDs are the
+    # ones installed when the operator starts.
+    settings.scanning.disabled = serves_named_namespaces(ours.namespaces)
+    # Leader election is ours (leadership.py); kopf's peering objects are not used.
     settings.peering.standalone = True
     settings.peering.mandatory = False
     settings.execution.max_workers = EXECUTOR_THREADS
@@ -80,6 +84,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         "workerfleet operator configured",
         extra={"namespaces": list(ours.namespaces) or "all", "health_port": ours.health_port},
     )
+
+
+def serves_named_namespaces(namespaces: tuple[str, ...]) -> bool:
+    """Namespaces given by name only (kopf also takes globs and negations)."""
+    return bool(namespaces) and not any(set(name) & set("*?[]!") for name in namespaces)
 
 
 @kopf.on.cleanup()

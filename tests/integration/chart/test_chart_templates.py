@@ -86,9 +86,8 @@ def test_watch_namespaces_grant_a_role_in_each_and_nothing_namespaced_cluster_wi
     assert {b["metadata"]["namespace"] for b in bindings} >= {"team-a", "team-b"}
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == "workerfleet"
-    (cluster_role,) = of_kind(documents, "ClusterRole")
-    assert cluster_role["metadata"]["name"] == "wf-workerfleet-crds"
-    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    assert of_kind(documents, "ClusterRole") == []
+    assert of_kind(documents, "ClusterRoleBinding") == []
     assert env_of(documents)["WORKERFLEET_OPERATOR_NAMESPACES"] == "team-a,team-b"
 
 

@@ -203,6 +203,8 @@ def test_scoped_to_watch_namespaces_the_operator_cannot_touch_the_others(
     elsewhere = [
         *operator_must("default"),
         ("list", "workerpools.workerfleet.dev", None),
+        ("list", "namespaces", None),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("get", "secrets", None),
         ("list", "pods", None),
         *operator_must_not(served),
