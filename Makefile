@@ -83,9 +83,10 @@ crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fa
 	$(BIN)/python -m workerfleet.operator.crds crds
 
 DEMO_SECONDS ?=
+DEMO_INSTALL ?=
 .PHONY: demo
-demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
-	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m localcluster.demo
+demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended, DEMO_INSTALL=helm installs the operator with the chart)
+	DEMO_SECONDS=$(DEMO_SECONDS) DEMO_INSTALL=$(DEMO_INSTALL) $(BIN)/python -m localcluster.demo
 
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
