@@ -1,6 +1,7 @@
-# The workerfleet worker image: `workerfleet-worker` as the entrypoint.
+# The workerfleet image: `workerfleet-worker` as the entrypoint; the operator's pods (the
+# Helm chart) run `workerfleet-operator` from the same image.
 #
-#   docker build -t workerfleet-worker .
+#   make image                 # buildah (no Docker engine needed), else docker build
 #
 # Your own tasks go in an image built FROM this one, for example:
 #
@@ -13,7 +14,7 @@
 # Configuration is by environment variables (WORKERFLEET_DSN, WORKERFLEET_QUEUES,
 # WORKERFLEET_HANDLERS, ...), which the operator's Deployment sets.
 
-FROM python:3.11-slim AS build
+FROM docker.io/library/python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -23,7 +24,7 @@ COPY operator ./operator
 COPY worker ./worker
 RUN /opt/venv/bin/pip install .
 
-FROM python:3.11-slim
+FROM docker.io/library/python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 K8S_VERSION ?= v1.36.3
 export K8S_VERSION
+PROMETHEUS_VERSION ?= v0.316.0
+export PROMETHEUS_VERSION
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export WORKERFLEET_CLUSTER_DIR := $(CLUSTER_DIR)
 PYTEST_ARGS ?=
@@ -30,8 +32,12 @@ venv: $(VENV)/.installed ## Create the virtualenv with an editable install
 k8s-bin: ## Build (or reuse the cached) etcd, kube-apiserver, controller-manager, scheduler and helm
 	@bash localcluster/build-k8s.sh >/dev/null
 
+.PHONY: promtool
+promtool: ## Build (or reuse the cached) promtool, which tests the chart's alert rules
+	@bash localcluster/build-tools.sh promtool >/dev/null
+
 .PHONY: setup
-setup: venv k8s-bin ## Everything needed to run the tests and the demo
+setup: venv k8s-bin promtool ## Everything needed to run the tests and the demo
 
 .PHONY: lint
 lint: venv ## ruff and mypy --strict
@@ -77,26 +83,41 @@ crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fa
 	$(BIN)/python -m workerfleet.operator.crds crds
 
 DEMO_SECONDS ?=
+DEMO_INSTALL ?=
 .PHONY: demo
-demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
-	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m localcluster.demo
+demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended, DEMO_INSTALL=helm installs the operator with the chart)
+	DEMO_SECONDS=$(DEMO_SECONDS) DEMO_INSTALL=$(DEMO_INSTALL) $(BIN)/python -m localcluster.demo
 
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py
 
-# -- kind, for users with a Docker engine (not exercised by CI: none runs here) --
+# -- the image, and kind for users with a Docker engine --
 KIND_CLUSTER ?= workerfleet
 IMAGE ?= workerfleet:dev
+# buildah builds without a Docker engine (apt-get install buildah); docker otherwise.
+IMAGE_BUILDER ?= $(if $(shell command -v buildah),buildah,docker)
+
+.PHONY: image
+image: ## Build the workerfleet image (worker and operator) with buildah, or docker
+ifeq ($(IMAGE_BUILDER),buildah)
+	buildah --storage-driver vfs build --isolation chroot --layers -t $(IMAGE) .
+else
+	docker build -t $(IMAGE) .
+endif
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster from kind-config.yaml (needs Docker and kind)
 	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
 
-.PHONY: image
-image: ## Build the workerfleet image (worker and operator) and load it into kind
-	docker build -t $(IMAGE) .
+.PHONY: kind-image
+kind-image: image ## Build the image and load it into the kind cluster
+ifeq ($(IMAGE_BUILDER),buildah)
+	buildah --storage-driver vfs push $(IMAGE) docker-archive:$(CURDIR)/.image.tar:$(IMAGE)
+	kind load image-archive $(CURDIR)/.image.tar --name $(KIND_CLUSTER) && rm -f $(CURDIR)/.image.tar
+else
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+endif
 
 .PHONY: deploy
 deploy: k8s-bin ## helm install the operator (CRDs included) into the current kube context

@@ -38,6 +38,21 @@ STATE_DIR_VARIABLE = "WORKERFLEET_CLUSTER_DIR"
 APISERVER_READY_TIMEOUT_SECONDS = 90.0
 CLUSTER_READY_TIMEOUT_SECONDS = 90.0
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Writes by service accounts (pods' in-cluster clients) are audited: the tests tell which
+# pod wrote what from the bound token's pod name in each event.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+AUDIT_LOG_MAX_MEGABYTES = 50
 # Components in start order; `down` stops them in reverse.
 COMPONENTS = (
     "etcd",
@@ -214,8 +229,15 @@ class LocalCluster:
             ],
         )
 
+    @property
+    def audit_log(self) -> Path:
+        """Service accounts' writes, one JSON event per line (see AUDIT_POLICY)."""
+        return self.logs_dir / "audit.log"
+
     def _start_apiserver(self, ports: Ports) -> None:
         p = self.pki.path
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
         self._start(
             "kube-apiserver",
             [
@@ -236,6 +258,10 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 # The `kubernetes` Service cannot point at a loopback address.
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                f"--audit-log-maxsize={AUDIT_LOG_MAX_MEGABYTES}",
+                "--audit-log-maxbackup=1",
                 "--profiling=false",
                 "--v=1",
             ],

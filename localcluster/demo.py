@@ -2,7 +2,9 @@
 
 Brings the local cluster up in-process (``LocalCluster.from_environment()``, quick when
 it already runs) and a throwaway PostgreSQL, installs the CRDs, runs the operator
-(``OperatorProcess``), applies ``examples/`` (the Secret gets the throwaway DSN), enqueues
+(``OperatorProcess``; with ``DEMO_INSTALL=helm`` the Helm chart installs it as pods in
+the ``workerfleet`` namespace instead, serving only the demo's namespace, and the
+teardown uninstalls it), applies ``examples/`` (the Secret gets the throwaway DSN), enqueues
 a few hundred demo jobs and shows ``kubectl get workerpools`` while real worker processes
 drain them. Ctrl-C tears everything down; a cluster the demo started is stopped again, one
 that already ran is left running. With ``DEMO_SECONDS`` set it runs unattended: exit 0 as
@@ -17,6 +19,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +36,13 @@ from workerfleet.worker.repository import Repository
 
 EXAMPLES = REPO_ROOT / "examples"
 CRDS = REPO_ROOT / "crds"
+CHART = REPO_ROOT / "charts" / "workerfleet"
 NAMESPACE = "workerfleet-demo"
+# DEMO_INSTALL=helm: the release and its namespace.
+RELEASE = "workerfleet"
+OPERATOR_NAMESPACE = "workerfleet"
+INSTALL_MODES = ("process", "helm")
+HELM_TIMEOUT = "180s"
 QUEUE = "demo"
 DSN_PLACEHOLDER = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
 REFRESH_SECONDS = 3.0
@@ -49,12 +58,14 @@ def say(message: str) -> None:
 
 
 class Demo:
-    def __init__(self, workdir: Path, cluster: LocalCluster) -> None:
+    def __init__(self, workdir: Path, cluster: LocalCluster, install: str = "process") -> None:
         self.workdir = workdir
         self.cluster = cluster
+        self.install_mode = install
         self.cluster_up = False
         self.cluster_started = False
         self.operator: OperatorProcess | None = None
+        self.released = False
         self.postgres: PostgresServer | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -63,6 +74,18 @@ class Demo:
         result = self.cluster.kubectl(*args, input=stdin, check=False)
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def helm(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(
+            [str(self.cluster.bin_dir / "helm"), f"--kubeconfig={self.cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"helm {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
     # -- steps ------------------------------------------------------------------------------
@@ -97,7 +120,10 @@ class Demo:
         if self.kubectl("get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name"):
             self.kubectl("delete", "namespace", NAMESPACE, "--timeout=90s")
         self.kubectl("create", "namespace", NAMESPACE)
-        self.start_operator()
+        if self.install_mode == "helm":
+            self.install_chart()
+        else:
+            self.start_operator()
         secret = (EXAMPLES / "secret.yaml").read_text().replace(DSN_PLACEHOLDER, dsn)
         self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=secret)
         for name in ("workerpool.yaml", "monitor.yaml"):
@@ -110,6 +136,39 @@ class Demo:
             f"operator pid {self.operator.pid}, log {log_path}, "
             f"health :{self.operator.port}/healthz"
         )
+
+    def install_chart(self) -> None:
+        """The operator as pods of the chart, two replicas (one acting), serving the demo's
+        namespace only, in a namespace held to Pod Security "restricted"."""
+        if not self.kubectl(
+            "get", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "-o", "name"
+        ):
+            self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+        self.kubectl(
+            "label",
+            "--overwrite",
+            "namespace",
+            OPERATOR_NAMESPACE,
+            "pod-security.kubernetes.io/enforce=restricted",
+        )
+        self.released = True
+        self.helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--set",
+            "replicaCount=2",
+            "--set",
+            f"watchNamespaces={{{NAMESPACE}}}",
+            "--wait",
+            "--timeout",
+            HELM_TIMEOUT,
+        )
+        print(f"helm release {RELEASE} in namespace {OPERATOR_NAMESPACE}, serving {NAMESPACE}")
+        print(self.kubectl("get", "pods,lease", "-n", OPERATOR_NAMESPACE, "-o", "wide"), end="")
 
     async def enqueue(self, dsn: str) -> int:
         rng = random.Random(7)
@@ -181,6 +240,13 @@ class Demo:
             )
         if self.operator is not None:
             self.operator.stop()
+        if self.released:
+            self.helm(
+                "uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait", check=False
+            )
+            self.kubectl(
+                "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", check=False
+            )
         if self.postgres is not None:
             self.postgres.destroy()
         if self.cluster_started:
@@ -212,15 +278,23 @@ def demo_seconds() -> float | None:
     return seconds
 
 
+def install_mode() -> str:
+    mode = os.environ.get("DEMO_INSTALL", "").strip() or "process"
+    if mode not in INSTALL_MODES:
+        raise ValueError(f"DEMO_INSTALL must be one of {', '.join(INSTALL_MODES)}, got {mode!r}")
+    return mode
+
+
 def main() -> int:
     try:
         limit = demo_seconds()
+        mode = install_mode()
     except ValueError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="workerfleet-demo-") as tmp:
         # The build script's "cached" line would only repeat what `make setup` said.
-        demo = Demo(Path(tmp), LocalCluster.from_environment(quiet_build=True))
+        demo = Demo(Path(tmp), LocalCluster.from_environment(quiet_build=True), mode)
         code = 1
         with interruptible():
             try:

@@ -1,4 +1,5 @@
-"""Pure builders: a WorkerPool spec in, the Deployment and metrics Service manifests out.
+"""Pure builders: a WorkerPool spec in, the Deployment, metrics Service and worker
+ServiceAccount manifests out.
 
 No client, clock or environment here: the handlers feed these functions and
 apply what comes back. A spec-hash annotation on the Deployment and the Service
@@ -24,6 +25,7 @@ HTTP_PORT = 8080
 HTTP_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"
 METRICS_SERVICE_SUFFIX = "-metrics"
+SERVICE_ACCOUNT_SUFFIX = "-worker"
 # The worker image runs as this unprivileged user (see the Dockerfile).
 WORKER_UID = 10001
 # Time beyond the worker's own shutdown grace for releasing jobs and marking itself offline.
@@ -93,6 +95,16 @@ def pool_labels(pool: str) -> dict[str, str]:
 
 def metrics_service_name(pool: str) -> str:
     return f"{pool}{METRICS_SERVICE_SUFFIX}"
+
+
+def service_account_name(pool: str) -> str:
+    return f"{pool}{SERVICE_ACCOUNT_SUFFIX}"
+
+
+def template_service_account(spec: models.WorkerPoolSpec) -> str | None:
+    """The ServiceAccount the pool's template names, if it names one."""
+    name = (spec.template.spec or {}).get("serviceAccountName")
+    return str(name) if name else None
 
 
 def termination_grace_seconds(spec: models.WorkerPoolSpec) -> int:
@@ -203,6 +215,9 @@ def pod_template(spec: models.WorkerPoolSpec, owner: Owner) -> dict[str, Any]:
         },
         "spec": {
             "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+            # An identity of the pool's own, with no token: workers need no API access.
+            # The template may name another account or set automount to true.
+            "serviceAccountName": service_account_name(owner.name),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "securityContext": pod_security_context(),
@@ -287,6 +302,21 @@ def deployment(spec: models.WorkerPoolSpec, owner: Owner, replicas: int) -> dict
     }
     manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
     return manifest
+
+
+def worker_service_account(owner: Owner) -> dict[str, Any]:
+    """The pool's workers' own ServiceAccount: bound to no Role, mounting no token."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": service_account_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": pool_labels(owner.name),
+            "ownerReferences": [owner.reference()],
+        },
+        "automountServiceAccountToken": False,
+    }
 
 
 def metrics_service(owner: Owner) -> dict[str, Any]:

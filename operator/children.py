@@ -1,5 +1,7 @@
 """A pool's children, applied when they are missing or out of date.
 
+The workers' ServiceAccount is applied once per pool by each operator process
+(and whenever the Deployment is), unless the pool's template names its own.
 The Deployment and the ``<pool>-metrics`` Service are built by ``builders.py``
 and compared with what the watch last saw of them (the indexes in
 ``handlers.py``): a child that is missing, carries another spec hash or, for the
@@ -35,6 +37,16 @@ async def apply(runtime: Runtime, manifest: Mapping[str, Any]) -> dict[str, Any]
         raise ApplyError(f"{manifest['kind']} apply failed: {error}", invalid=False) from None
 
 
+async def ensure_service_account(
+    runtime: Runtime, spec: models.WorkerPoolSpec, owner: builders.Owner, state: PoolState
+) -> None:
+    """The workers' own ServiceAccount exists before a pod needs it."""
+    if state.service_account_applied or builders.template_service_account(spec):
+        return
+    await apply(runtime, builders.worker_service_account(owner))
+    state.service_account_applied = True
+
+
 async def ensure_deployment(
     runtime: Runtime,
     body: Any,
@@ -49,6 +61,8 @@ async def ensure_deployment(
     cause = drift.apply_cause(builders.spec_hash(manifest), desired, live, state.written_generation)
     if cause is None:
         return live
+    state.service_account_applied = False  # a changed spec re-applies it too
+    await ensure_service_account(runtime, spec, owner, state)
     stored = await apply(runtime, manifest)
     meta = stored.get("metadata", {})
     view = DeploymentView.from_body(meta, stored.get("spec", {}), stored.get("status", {}))

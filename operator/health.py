@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workerfleet.operator.liveness import Activity
 
+Role = Literal["starting", "standby", "leader", "standalone", "stopping"]
 
-def application(activity: Activity, ready: list[bool]) -> web.Application:
+
+@dataclass
+class Readiness:
+    """What /readyz reports. A standby is ready (it serves /metrics and may be evicted
+    like any replica: a PodDisruptionBudget counts it) and says that it stands by."""
+
+    role: Role = "starting"
+    serving: bool = False
+    """kopf is configured and handling objects (leader or standalone)."""
+    leader: str | None = None
+    """The Lease holder as last seen, when leader election is on."""
+
+    def report(self) -> tuple[int, dict[str, Any]]:
+        ready = self.role == "standby" or (self.role in ("leader", "standalone") and self.serving)
+        body: dict[str, Any] = {"ready": ready, "role": self.role}
+        if self.role in ("standby", "leader"):
+            body["leader"] = self.leader
+        return (200 if ready else 503), body
+
+
+def application(activity: Activity, readiness: Readiness) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         verdict = activity.verdict()
         return web.json_response(
@@ -17,8 +41,8 @@ def application(activity: Activity, ready: list[bool]) -> web.Application:
         )
 
     async def readyz(_: web.Request) -> web.Response:
-        started = bool(ready and ready[0])
-        return web.json_response({"ready": started}, status=200 if started else 503)
+        status, body = readiness.report()
+        return web.json_response(body, status=status)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -43,13 +43,15 @@ class Kube:
         self.timeout = request_timeout_seconds
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply of a Deployment or Service; returns the stored object."""
+        """Server-side apply of a Deployment, Service or ServiceAccount; returns the stored
+        object."""
         return await asyncio.to_thread(self._apply, manifest)
 
     def _apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         methods = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
+            "ServiceAccount": self.core.patch_namespaced_service_account,
         }
         meta = manifest["metadata"]
         # Without preloading, the client hands back the raw HTTP response.

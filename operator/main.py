@@ -5,8 +5,14 @@ serves /healthz (a liveness verdict that notices a silent watch, see
 ``liveness.py``), /readyz and /metrics on its health port, and closes the
 connection pools of queue databases no pool uses any more (a rotated DSN).
 
+With leader election on (``WORKERFLEET_OPERATOR_LEADER_ELECTION=true``, as the
+chart runs it), the process stands by until it holds the Lease and only then
+starts kopf; if it cannot renew the Lease in time it exits at once (exit code 3),
+so two replicas never act together. See ``leadership.py``.
+
     workerfleet-operator                      # all namespaces
     workerfleet-operator -n team-a -n team-b  # only these
+    workerfleet-operator check --namespace NS --selector S   # see health_check.py
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import socket
 import sys
+import uuid
 from typing import Any
 
 import kopf
@@ -23,8 +33,10 @@ import pydantic
 from kubernetes.config import ConfigException
 
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
-from workerfleet.operator import health, kopf_glue, models
+from workerfleet.operator import health, health_check, kopf_glue, metrics, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
+from workerfleet.operator.kube import api_client
+from workerfleet.operator.leadership import ApiLeaseStore, Leadership, own_namespace
 from workerfleet.operator.runtime import Runtime
 from workerfleet.operator.settings import ENV_PREFIX, OperatorSettings
 
@@ -34,6 +46,8 @@ WATCH_CONNECT_TIMEOUT_SECONDS = 10.0
 # The apiserver ends a watch after server_timeout; the client gives it this much longer.
 WATCH_CLIENT_MARGIN_SECONDS = 30.0
 EXECUTOR_THREADS = 8
+# The exit code when leadership is lost: the container restarts and stands by again.
+LEADERSHIP_LOST_EXIT_CODE = 3
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +71,30 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # Only explicit Events (kopf.event); handler log lines stay in the log.
     settings.posting.loggers = False
     settings.posting.level = logging.INFO
-    # One operator per cluster (or per namespace list); no peering objects needed.
+    # Serving named namespaces there is nothing to discover: listing and watching every
+    # namespace (and CRD) would need cluster-wide rights for nothing. The CRDs are the
+    # ones installed when the operator starts.
+    settings.scanning.disabled = serves_named_namespaces(ours.namespaces)
+    # Leader election is ours (leadership.py); kopf's peering objects are not used.
     settings.peering.standalone = True
     settings.peering.mandatory = False
     settings.execution.max_workers = EXECUTOR_THREADS
-    memo.runtime.ready[0] = True
+    memo.runtime.readiness.serving = True
     logger.info(
         "workerfleet operator configured",
         extra={"namespaces": list(ours.namespaces) or "all", "health_port": ours.health_port},
     )
 
 
+def serves_named_namespaces(namespaces: tuple[str, ...]) -> bool:
+    """Namespaces given by name only (kopf also takes globs and negations)."""
+    return bool(namespaces) and not any(set(name) & set("*?[]!") for name in namespaces)
+
+
 @kopf.on.cleanup()
 async def shutdown(memo: Any, **_: Any) -> None:
-    memo.runtime.ready[0] = False
+    memo.runtime.readiness.serving = False
+    memo.runtime.readiness.role = "stopping"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -113,41 +137,94 @@ def setup_logging(settings: OperatorSettings) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def leadership_of(settings: OperatorSettings, runtime: Runtime) -> Leadership | None:
+    """The Lease this process must hold to act, or None when leader election is off."""
+    if not settings.leader_election:
+        return None
+    namespace = settings.lease_namespace or own_namespace()
+    if not namespace:
+        raise ValueError(
+            f"{ENV_PREFIX}LEASE_NAMESPACE is empty and this process does not run in a pod: "
+            "name the namespace of the leader Lease"
+        )
+    timing = settings.lease_timing
+    store = ApiLeaseStore(api_client(), namespace, settings.lease_name, timing.renew_deadline / 2)
+    identity = f"{settings.pod_name or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+    def seen(holder: str | None) -> None:
+        runtime.readiness.leader = holder
+
+    return Leadership(store, identity, timing, on_holder=seen)
+
+
+def lose_leadership(reason: str) -> None:
+    """Stop acting now: another replica may take the Lease once it expires, and by then
+    this process must be gone. The container restarts and stands by again."""
+    logger.critical("leader lease lost (%s): exiting so that only one operator acts", reason)
+    logging.shutdown()
+    os._exit(LEADERSHIP_LOST_EXIT_CODE)
+
+
 async def run(settings: OperatorSettings, runtime: Runtime) -> None:
+    readiness = runtime.readiness
     server = await health.serve(
-        health.application(runtime.activity, runtime.ready),
+        health.application(runtime.activity, readiness),
         settings.health_host,
         settings.health_port,
     )
+    # kopf installs its own handlers once it runs; until then (standing by) these stop us.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # Created before kopf starts, so kopf leaves these tasks alone when it stops.
     close_idle = asyncio.create_task(
         runtime.inspector.close_idle_forever(), name="close idle queue databases"
     )
+    leadership = leadership_of(settings, runtime)
+    holding: asyncio.Task[None] | None = None
     try:
+        if leadership is not None:
+            readiness.role = "standby"
+            metrics.LEADER.set(0)
+            if not await leadership.acquire(stop):
+                return
+            holding = asyncio.create_task(leadership.hold(lose_leadership), name="hold lease")
+        readiness.role = "leader" if leadership is not None else "standalone"
+        metrics.LEADER.set(1)
         await kopf.operator(
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
             standalone=True,
+            stop_flag=stop,
             memo=kopf.Memo(runtime=runtime),
         )
     finally:
-        close_idle.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await close_idle
+        readiness.role = "stopping"
+        for task in (close_idle, holding):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if leadership is not None:
+            await leadership.release()
+        metrics.LEADER.set(0)
         await server.cleanup()
         await runtime.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["check"]:
+        return health_check.main(arguments[1:])
+    args = parse_args(arguments)
     try:
         settings = load_settings(args)
     except pydantic.ValidationError as error:
         for item in error.errors():
             field = "_".join(str(part) for part in item["loc"]).upper()
-            print(
-                f"workerfleet-operator: {ENV_PREFIX}{field}: {item['msg']}",
-                file=sys.stderr,
-            )
+            where = f"{ENV_PREFIX}{field}: " if field else ""
+            print(f"workerfleet-operator: {where}{item['msg']}", file=sys.stderr)
         return 1
     setup_logging(settings)
     try:
@@ -155,8 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigException as error:
         print(f"workerfleet-operator: no Kubernetes credentials: {error}", file=sys.stderr)
         return 1
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings, runtime))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(settings, runtime))
+    except ValueError as error:
+        print(f"workerfleet-operator: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

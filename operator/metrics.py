@@ -62,6 +62,11 @@ MONITOR_RECOVERED = Counter(
     "Recovery actions of Monitors",
     ["action"],
 )
+LEADER = Gauge(
+    f"{PREFIX}_leader",
+    "1 while this operator process acts (holds the leader lease, or runs without leader "
+    "election), 0 while it stands by",
+)
 LAST_ACTIVITY = Gauge(
     f"{PREFIX}_last_activity_timestamp_seconds",
     "Unix time of the last watch event or timer tick the operator handled",

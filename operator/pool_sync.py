@@ -206,6 +206,7 @@ async def apply_children(
     if spec is None or desired is None:
         return Applied(live, parsed.problem)
     try:
+        await children.ensure_service_account(call.runtime, spec, call.owner, call.state)
         live = await children.ensure_deployment(
             call.runtime, call.body, spec, call.owner, desired, live, call.state
         )

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from workerfleet.operator.health import Readiness
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
@@ -25,7 +26,7 @@ class Runtime:
     secrets: SecretReader
     inspector: QueueInspector
     activity: Activity
-    ready: list[bool] = field(default_factory=lambda: [False])
+    readiness: Readiness = field(default_factory=Readiness)
     changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
 
@@ -66,6 +67,8 @@ class PoolState:
     short_since: datetime | None = None
     synced_at: float | None = None
     """When the last sync started (monotonic)."""
+    service_account_applied: bool = False
+    """This process applied the workers' ServiceAccount since it started or the spec changed."""
 
 
 @dataclass

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workerfleet.durations import Seconds
+from workerfleet.operator.lease import Timing
 
 ENV_PREFIX = "WORKERFLEET_OPERATOR_"
 
@@ -38,6 +39,19 @@ class OperatorSettings(BaseSettings):
     request_timeout: Seconds = Field(30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    leader_election: bool = False
+    """Act only while holding a Lease, so replicas stand by (the chart turns it on)."""
+    lease_name: str = "workerfleet-operator"
+    lease_namespace: str = ""
+    """Where the Lease lives; empty: the namespace of the operator's pod."""
+    lease_duration: Seconds = Field(8.0, gt=0)
+    """How long a standby waits for a leader that stopped renewing."""
+    renew_deadline: Seconds = Field(5.0, gt=0)
+    """How long the leader keeps acting while it cannot renew (it stops before others start)."""
+    retry_period: Seconds = Field(1.0, gt=0)
+    """How often the leader renews and a standby tries to take over."""
+    pod_name: str = ""
+    """The start of this process's identity in the Lease; empty: the host name."""
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -45,6 +59,17 @@ class OperatorSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def lease_timing(self) -> Timing:
+        return Timing(self.lease_duration, self.renew_deadline, self.retry_period)
+
+    @model_validator(mode="after")
+    def _timing_is_safe(self) -> OperatorSettings:
+        problem = self.lease_timing.problem()
+        if self.leader_election and problem is not None:
+            raise ValueError(problem)
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -11,6 +11,9 @@ One concept a module; the pure ones are unit-tested without a cluster:
 - `container`: one container as a supervised process; `restart`: restartPolicy, crash-loop
   back-off and exit codes (pure)
 - `env`: the container environment, resolved as the kubelet does (pure)
+- `volumes`: which volumes are materialized, their files and binds, token refresh (pure);
+  `projection`: writing and refreshing them per pod; `mounts`: binding them into a
+  container's own mount namespace
 - `probes`: probe specs and verdicts (pure); `prober`: running httpGet, tcpSocket and exec
   probes
 - `ips`: the loopback pod addresses (pure bookkeeping); `address_claims`: their

@@ -2,9 +2,12 @@
 
 It registers a Node, keeps its Lease fresh, and runs every pod scheduled to it as local
 processes (one process group per container, command + args from the agent's PATH, the
-image is never pulled), each pod on its own loopback address 127.0.0.N. Probes run for
-real; pod status is patched when it changes; deletion stops the processes (SIGTERM,
-grace period, SIGKILL) before the pod object is let go.
+image is never pulled), each pod on its own loopback address 127.0.0.N. Projected,
+ConfigMap, Secret and downward-API volumes are written under `<state-dir>/pod-volumes/`
+and mounted read-only in a mount namespace per container (the service-account token
+included, so in-cluster clients work); KUBERNETES_SERVICE_HOST/PORT name the apiserver.
+Probes run for real; pod status is patched when it changes; deletion stops the processes
+(SIGTERM, grace period, SIGKILL) before the pod object is let go.
 
     python -m localcluster.nodeagent --kubeconfig K --node-name N --state-dir S --log-dir L
 
@@ -22,11 +25,13 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from localcluster.nodeagent import mounts
 from localcluster.nodeagent.address_claims import MachineClaims, default_claims_dir
 from localcluster.nodeagent.api import ApiError, KubeApi
 from localcluster.nodeagent.ips import AddressAllocator, AddressClaims, UnsharedClaims
@@ -50,6 +55,7 @@ WATCH_TIMEOUT_SECONDS = 240
 WATCH_READ_SLACK_SECONDS = 30.0
 WATCH_RETRY_INITIAL_SECONDS = 0.5
 WATCH_RETRY_CAP_SECONDS = 5.0
+VOLUME_DIR_NAME = "pod-volumes"
 # Uids of pods already let go; their late watch events are ignored. Bounded.
 FINISHED_UIDS_KEPT = 10_000
 
@@ -62,13 +68,21 @@ def agent_path(interpreter: str, inherited: str) -> str:
     return os.pathsep.join(parts)
 
 
-def base_environment(environ: dict[str, str] | os._Environ[str], path: str) -> dict[str, str]:
-    """The minimal environment every pod process starts from."""
+def base_environment(
+    environ: dict[str, str] | os._Environ[str], path: str, apiserver: str
+) -> dict[str, str]:
+    """The minimal environment every pod process starts from, with the variables the
+    kubelet gives every container to find the API server (in-cluster clients read them):
+    here the apiserver's own loopback address, as no Service address routes."""
+    parsed = urllib.parse.urlsplit(apiserver)
     return {
         "PATH": path,
         "HOME": environ.get("HOME") or "/root",
         "LANG": environ.get("LANG") or "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        "KUBERNETES_SERVICE_HOST": parsed.hostname or "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(parsed.port or 443),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(parsed.port or 443),
     }
 
 
@@ -111,15 +125,22 @@ class NodeAgent:
         self.registry = ProcessRegistry(state_dir)
         path = agent_path(sys.executable, os.environ.get("PATH", ""))
         os.environ["PATH"] = path
+        mount_tools = mounts.Tools.find()
+        mount_problem = mounts.mount_namespaces(mount_tools)
+        if mount_problem is not None:
+            log.warning("volumes cannot be mounted into pods: %s", mount_problem)
         self.services = AgentServices(
             api=self.api,
             registry=self.registry,
             addresses=AddressAllocator(machine_claims(state_dir)),
             addresses_lock=threading.Lock(),
             log_dir=log_dir,
-            base_env=base_environment(os.environ, path),
+            base_env=base_environment(os.environ, path, self.api.server),
             stop=self.stop,
             on_done=self._pod_done,
+            volume_dir=state_dir / VOLUME_DIR_NAME,
+            mount_tools=mount_tools if mount_problem is None else None,
+            mount_problem=mount_problem,
         )
         self._lock = threading.Lock()
         self._workers: dict[str, PodWorker] = {}

@@ -56,6 +56,8 @@ class KubeApi:
         configuration.proxy = None
         self._client = kubernetes.client.ApiClient(configuration)
         self._auth = ["BearerToken"]
+        self.server = str(configuration.host)
+        """The apiserver's URL, as the kubeconfig names it."""
 
     def request(
         self,

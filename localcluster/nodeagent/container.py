@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localcluster.nodeagent import env, probes, restart
+from localcluster.nodeagent import env, mounts, probes, restart
 from localcluster.nodeagent.api import ApiError, KubeApi
 from localcluster.nodeagent.prober import ProbeContext, run_probe
 from localcluster.nodeagent.process_groups import ProcessRegistry, RegistryClosed, terminate_groups
+from localcluster.nodeagent.projection import PodVolumes
 from localcluster.nodeagent.restart import ResumeState
 from localcluster.nodeagent.status import (
     ContainerSnapshot,
@@ -32,6 +33,7 @@ from localcluster.nodeagent.status import (
     Waiting,
     waiting_message_no_command,
 )
+from localcluster.nodeagent.volumes import VolumeError
 
 log = logging.getLogger("node-agent")
 
@@ -57,6 +59,10 @@ class PodContext:
     log_dir: Path
     base_env: Mapping[str, str]
     node: env.NodeAllocatable = field(default_factory=env.NodeAllocatable)
+    volumes: PodVolumes | None = None
+    mount_tools: mounts.Tools | None = None
+    """None when this agent cannot make mount namespaces (see `mount_problem`)."""
+    mount_problem: str | None = None
 
     def log_path(self, container: str) -> Path:
         return self.log_dir / f"{self.namespace}_{self.pod_name}_{container}.log"
@@ -164,7 +170,7 @@ class ContainerRunner(threading.Thread):
         while not self._is_stopping():
             try:
                 launch = self._prepare()
-            except (env.ContainerConfigError, ApiError) as error:
+            except (env.ContainerConfigError, ApiError, VolumeError) as error:
                 reason = (
                     env.CONFIG_ERROR_REASON
                     if isinstance(error, env.ContainerConfigError)
@@ -391,9 +397,26 @@ class ContainerRunner(threading.Thread):
             if found is None:
                 raise LaunchError(f'exec: "{argv[0]}": executable file not found in $PATH')
             argv[0] = found
+        argv = self._with_mounts(argv)
         working_dir = self.container.get("workingDir")
         cwd = working_dir if working_dir and os.path.isdir(working_dir) else None
         return Launch(argv=argv, env=environment, cwd=cwd)
+
+    def _with_mounts(self, argv: list[str]) -> list[str]:
+        """`argv` wrapped to see the pod's materialized volumes at their mountPaths."""
+        volumes = self._context.volumes
+        if volumes is None or not volumes.planned:
+            return argv
+        binds = volumes.binds(self.container)
+        if not binds:
+            return argv
+        tools = self._context.mount_tools
+        if tools is None:
+            raise VolumeError(
+                f"cannot mount {', '.join(b.target for b in binds)}: {self._context.mount_problem}"
+            )
+        mounts.prepare_targets(binds)
+        return mounts.wrap_command(argv, binds, tools)
 
     def _fetch_sources(self, refs: set[env.SourceRef]) -> env.EnvSources:
         secrets: dict[str, Mapping[str, str] | None] = {}

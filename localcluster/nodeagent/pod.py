@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localcluster.nodeagent import restart
+from localcluster.nodeagent import mounts, restart
 from localcluster.nodeagent.api import MERGE_PATCH, ApiError, KubeApi, with_retries
 from localcluster.nodeagent.container import ContainerRunner, PodContext
-from localcluster.nodeagent.env import NodeAllocatable
+from localcluster.nodeagent.env import NodeAllocatable, PodAddresses
 from localcluster.nodeagent.ips import HOST_IP, AddressAllocator
 from localcluster.nodeagent.process_groups import ProcessRegistry, terminate_groups
+from localcluster.nodeagent.projection import PodVolumes
 from localcluster.nodeagent.status import (
     TERMINAL_PHASES,
     PodView,
@@ -55,6 +56,10 @@ class AgentServices:
     base_env: Mapping[str, str]
     stop: threading.Event
     on_done: Callable[[str], None]
+    volume_dir: Path
+    """Where pods' materialized volumes are written, one directory per pod uid."""
+    mount_tools: mounts.Tools | None
+    mount_problem: str | None
     node: NodeAllocatable = field(default_factory=NodeAllocatable)
 
 
@@ -92,6 +97,7 @@ class PodWorker(threading.Thread):
         self._start_time = _now()
         self._last_sent: JsonDict | None = None
         self._address_released = False
+        self._volumes: PodVolumes | None = None
 
     # -- fed by the watcher ----------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class PodWorker(threading.Thread):
             log.exception("%s: worker failed; stopping its processes", self.name)
             self._stop_containers(DEFAULT_TERMINATION_GRACE_SECONDS)
             self._release_address()
+            self._remove_volumes()
             self._services.on_done(self.uid)
 
     def _run(self) -> None:
@@ -148,6 +155,8 @@ class PodWorker(threading.Thread):
                 return
             if terminal:
                 continue
+            if self._volumes is not None:
+                self._volumes.refresh_if_due()
             self._advance_containers()
             terminal = self._publish(pod) in TERMINAL_PHASES
             if terminal:
@@ -193,9 +202,20 @@ class PodWorker(threading.Thread):
         with self._services.addresses_lock:
             self._services.addresses.release(self.uid)
 
+    def _remove_volumes(self) -> None:
+        if self._volumes is not None:
+            self._volumes.remove()
+
     def _create_runners(self, pod: JsonDict) -> None:
         spec = pod.get("spec") or {}
         metadata = pod["metadata"]
+        self._volumes = PodVolumes(
+            self._services.api,
+            pod,
+            self._services.volume_dir,
+            PodAddresses(self._pod_ip, HOST_IP),
+            self._services.node,
+        )
         context = PodContext(
             namespace=metadata["namespace"],
             pod_name=metadata["name"],
@@ -209,6 +229,9 @@ class PodWorker(threading.Thread):
             log_dir=self._services.log_dir,
             base_env=self._services.base_env,
             node=self._services.node,
+            volumes=self._volumes,
+            mount_tools=self._services.mount_tools,
+            mount_problem=self._services.mount_problem,
         )
         status = pod.get("status") or {}
         now = _now()
@@ -334,6 +357,7 @@ class PodWorker(threading.Thread):
                 self._publish(pod, terminating=True)
             self._delete_object(pod)
         self._release_address()
+        self._remove_volumes()
         self._services.on_done(self.uid)
 
     def _delete_object(self, pod: JsonDict) -> None:

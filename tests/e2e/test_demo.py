@@ -1,4 +1,5 @@
-"""`make demo DEMO_SECONDS=60` runs unattended and exits 0 having drained its jobs."""
+"""`make demo DEMO_SECONDS=60` runs unattended and exits 0 having drained its jobs, with
+the operator as a process (the default) or installed by the Helm chart (DEMO_INSTALL=helm)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ pytestmark = pytest.mark.cluster
 DEMO_TIMEOUT_SECONDS = 600
 
 
-def test_make_demo_drains_its_jobs_and_cleans_up() -> None:
+@pytest.mark.parametrize("install", ["process", "helm"])
+def test_make_demo_drains_its_jobs_and_cleans_up(install: str) -> None:
     result = subprocess.run(
-        ["make", "--no-print-directory", "demo", "DEMO_SECONDS=60"],
+        ["make", "--no-print-directory", "demo", "DEMO_SECONDS=60", f"DEMO_INSTALL={install}"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -38,5 +40,10 @@ def test_make_demo_drains_its_jobs_and_cleans_up() -> None:
         r"NAME\s+QUEUE\s+DESIRED\s+READY\s+PENDING\s+RUNNING\s+OLDEST\s+STATUS", output
     )
     assert re.search(r"workerpool\.workerfleet\.dev/demo\s+demo\s+2\s+2\s", output)
+    if install == "helm":
+        assert "helm release workerfleet in namespace workerfleet" in output
+        assert re.search(r"lease\.coordination\.k8s\.io/workerfleet\s+workerfleet-", output)
+    else:
+        assert "operator pid" in output
     assert "tearing down" in output
     assert result.stdout.rstrip().endswith("done")

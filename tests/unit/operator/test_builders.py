@@ -106,6 +106,27 @@ def test_restricted_pod_security(owner: builders.Owner) -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_workers_run_as_the_pools_own_account_without_a_token(owner: builders.Owner) -> None:
+    pod = build(owner)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "emails-worker"
+    assert pod["automountServiceAccountToken"] is False
+    account = builders.worker_service_account(owner)
+    assert (account["kind"], account["metadata"]["name"]) == ("ServiceAccount", "emails-worker")
+    assert account["metadata"]["namespace"] == "mail"
+    assert account["automountServiceAccountToken"] is False
+    assert account["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+
+
+def test_the_template_may_ask_for_api_access(owner: builders.Owner) -> None:
+    template = {"spec": {"serviceAccountName": "reporter", "automountServiceAccountToken": True}}
+    spec = models.WorkerPoolSpec.model_validate(spec_dict(template=template))
+    pod = builders.deployment(spec, owner, 1)["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("reporter", True)
+    assert builders.template_service_account(spec) == "reporter"
+    default = models.WorkerPoolSpec.model_validate(spec_dict())
+    assert builders.template_service_account(default) is None
+
+
 def test_termination_grace_is_shutdown_grace_plus_margin(owner: builders.Owner) -> None:
     manifest = build(owner, worker={"handlers": "x", "shutdownGracePeriod": "1m30s"})
     grace = manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]

@@ -1,0 +1,42 @@
+"""The metric names the chart's rules and dashboard read, as tests/chart_support.py finds
+them (the e2e tier compares them with what the processes export)."""
+
+from __future__ import annotations
+
+from tests.chart_support import dashboard, dashboard_expressions, exported_names, metric_names
+
+
+def test_names_are_found_and_functions_labels_keywords_are_not() -> None:
+    expression = """
+        histogram_quantile(0.95, sum by (namespace, pool, le) (rate(
+        workerfleet_worker_job_duration_seconds_bucket{job="x", pool=~"$pool"}[$__rate_interval])))
+          > 300
+        and on (namespace, pool) workerfleet_operator_pool_ready_replicas == 0
+        unless ignoring(le) time() - process_start_time_seconds offset 5m > bool 2
+    """
+    assert metric_names(expression) == {
+        "workerfleet_worker_job_duration_seconds_bucket",
+        "workerfleet_operator_pool_ready_replicas",
+        "process_start_time_seconds",
+    }
+    assert metric_names('up{job="a{b}"} == 0') == {"up"}
+    assert metric_names("count(x) > 0 and on () y") == {"x", "y"}
+
+
+def test_the_dashboard_reads_operator_and_worker_metrics() -> None:
+    names = set().union(*(metric_names(e) for e in dashboard_expressions(dashboard())))
+    assert "workerfleet_operator_queue_jobs" in names
+    assert "workerfleet_worker_jobs_succeeded_total" in names
+    assert "workerfleet_operator_pool_desired_replicas" in names  # the variables' query
+
+
+def test_exported_names_include_what_a_family_may_carry() -> None:
+    page = (
+        "# HELP a_jobs Jobs\n# TYPE a_jobs counter\n"
+        "# HELP a_seconds Time\n# TYPE a_seconds histogram\n"
+        'a_seconds_bucket{le="+Inf"} 1.0\na_seconds_count 1.0\na_seconds_sum 2.0\n'
+        "# HELP a_up Up\n# TYPE a_up gauge\na_up 1.0\n"
+    )
+    names = exported_names(page)
+    assert {"a_jobs_total", "a_seconds_bucket", "a_seconds_sum", "a_up"} <= names
+    assert "a_jobs" not in names
