@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -47,10 +47,45 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # asyncpg lost track of the exchange because the server went away mid-statement
+    # ("cannot switch to state ...; another operation is in progress").
+    asyncpg.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
     DatabaseUnavailable,
 )
+# The server rolled a statement back to break a conflict with another transaction
+# (SQLSTATE class 40: deadlock, serialization failure): transient by definition,
+# so the statement is retried at once.
+CONFLICT_ERRORS: tuple[type[BaseException], ...] = (asyncpg.TransactionRollbackError,)
+# After these a connection's protocol state is in doubt: it is closed rather than
+# handed out again, and the next call gets a fresh one.
+BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+ErrorKind = Literal["conflict", "unreachable", "unexpected"]
+
+
+def classify_error(exc: BaseException) -> ErrorKind:
+    """How a failed database call should be retried.
+
+    ``conflict``: at once (the server broke a deadlock or a serialization
+    conflict); ``unreachable``: after a backoff, the database is away;
+    ``unexpected``: after a backoff too, but worth an error in the log.
+    """
+    if isinstance(exc, CONFLICT_ERRORS):
+        return "conflict"
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return "unreachable"
+    return "unexpected"
+
+
 ERROR_MAX_CHARS = 10_000
 RECONNECT_INITIAL_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 10.0
@@ -135,6 +170,23 @@ def _unavailable_message(dsn: str, error: BaseException) -> str:
     return f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {detail}"
 
 
+class _ClosedIfBroken:
+    """Closes the connection when the block raised an error that leaves it in doubt;
+    the pool then opens a fresh one for the next caller."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if isinstance(error, BROKEN_CONNECTION_ERRORS):
+            self.connection.terminate()
+
+
 class Connector:
     """An asyncpg pool; use :meth:`open`, not the constructor."""
 
@@ -166,24 +218,34 @@ class Connector:
         return redact_dsn(self.dsn)
 
     async def execute(self, query: str, *args: Any) -> str:
-        return str(await self.pool.execute(query, *args))
+        async with self.pool.acquire() as connection:
+            with _ClosedIfBroken(connection):
+                return str(await connection.execute(query, *args))
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(query, *args))
+        async with self.pool.acquire() as connection:
+            with _ClosedIfBroken(connection):
+                return list(await connection.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(query, *args)
+        async with self.pool.acquire() as connection:
+            with _ClosedIfBroken(connection):
+                return await connection.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self.pool.fetchval(query, *args)
+        async with self.pool.acquire() as connection:
+            with _ClosedIfBroken(connection):
+                return await connection.fetchval(query, *args)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection inside a transaction, for statements that must
         see and commit together: committed when the block ends, rolled back if
         it raises."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            yield connection
+        async with self.pool.acquire() as connection:
+            with _ClosedIfBroken(connection):
+                async with connection.transaction():
+                    yield connection
 
     async def close(self) -> None:
         await self.pool.close()

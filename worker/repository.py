@@ -130,12 +130,17 @@ class _CompletionBatcher:
 async def _complete_many(
     connector: Connector, items: Sequence[tuple[JobRef, str | None]]
 ) -> list[bool]:
+    # A claim given twice is sent once, with its first result: as if sequential.
+    first: dict[_RefKey, tuple[JobRef, str | None]] = {}
+    for ref, result in items:
+        first.setdefault(_key(ref), (ref, result))
+    unique = list(first.values())
     rows = await connector.fetch(
         QUERIES["complete_many"],
-        [ref.id for ref, _ in items],
-        [ref.worker_id for ref, _ in items],
-        [ref.attempt for ref, _ in items],
-        [result for _, result in items],
+        [ref.id for ref, _ in unique],
+        [ref.worker_id for ref, _ in unique],
+        [ref.attempt for ref, _ in unique],
+        [result for _, result in unique],
     )
     recorded = {(row["id"], row["worker_id"], row["attempt"]) for row in rows}
     return _grant([ref for ref, _ in items], recorded)
