@@ -172,6 +172,7 @@ class Job:
     last_traceback: str | None
     result: Any
     unique_key: str | None
+    rescues: int  # how often a run of it was lost and it was put back
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

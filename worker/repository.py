@@ -18,8 +18,10 @@ Additions to the agreed contract (all backwards compatible):
 - ``QueueStats.pending`` counts jobs due now and excludes ``scheduled``
   (pending with ``run_at`` in the future); the two are disjoint.
 - ``enqueue(max_attempts=None)`` means the database default (5).
-- ``rescue_expired_leases`` and ``reap_dead_workers`` take an optional
-  ``retry_delay_seconds`` (default 0: due at once).
+- ``rescue_expired_leases`` and ``reap_dead_workers`` put a job back at its
+  own ``run_at`` (its place in line) the first time its run is lost; a job
+  rescued before waits ``backoff_seconds`` x 2^(rescues - 1), at most
+  ``backoff_cap_seconds`` (a poison pill must not keep jumping the queue).
 - ``ReapResult`` also carries ``jobs_dead`` (out of attempts), ``worker_ids``
   and ``pods`` (for restarting hung pods).
 - ``cancel`` also cancels a running job (its holder is then fenced out and
@@ -64,6 +66,10 @@ NOTIFY_CHANNEL = "workerfleet_jobs"
 PRUNE_BATCH_ROWS = 10_000
 # Upper bound of one group-commit statement; more waiting completions take another.
 COMPLETE_BATCH_MAX_JOBS = 500
+# A job whose run is lost again (it was rescued before) waits this long before it
+# may run again, doubling with each further rescue up to the cap.
+RESCUE_BACKOFF_SECONDS = 30.0
+RESCUE_BACKOFF_CAP_SECONDS = 600.0
 
 _RefKey = tuple[int, str, int]
 _Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
@@ -363,21 +369,30 @@ class Repository:
 
     # -- recovery and retention ------------------------------------------------
 
-    async def rescue_expired_leases(self, retry_delay_seconds: float = 0.0) -> RescueResult:
+    async def rescue_expired_leases(
+        self,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> RescueResult:
         row = await self.connector.fetchrow(
             QUERIES["rescue_expired_leases"],
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+            models.validate_seconds(backoff_seconds, "backoff_seconds"),
+            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
         )
         assert row is not None  # an aggregate always returns one row
         return RescueResult(rescued=row["rescued"], dead=row["dead"])
 
     async def reap_dead_workers(
-        self, older_than_seconds: float, retry_delay_seconds: float = 0.0
+        self,
+        older_than_seconds: float,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
     ) -> ReapResult:
         row = await self.connector.fetchrow(
             QUERIES["reap_dead_workers"],
             models.validate_seconds(older_than_seconds, "older_than_seconds"),
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+            models.validate_seconds(backoff_seconds, "backoff_seconds"),
+            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
         )
         assert row is not None  # scalar subqueries always return one row
         return ReapResult(

@@ -226,7 +226,7 @@ SET state = $2,
 WHERE id = $1;
 
 -- rescue_expired_leases --
--- Running jobs whose lease expired go back to pending (the lost run counts as an attempt) or to dead when out of attempts: $1 retry_delay_seconds; returns rescued and dead counts.
+-- Running jobs whose lease expired go back to pending, the lost run counting as an attempt, or to dead when out of attempts; a first rescue keeps the job's run_at (its place in line), a later one waits $1 x 2^(rescues - 1) seconds, at most $2: $1 backoff_seconds, $2 backoff_cap_seconds; returns rescued and dead counts.
 WITH expired AS (
     SELECT id FROM workerfleet.jobs
     WHERE state = 'running' AND lease_expires_at < now()
@@ -235,8 +235,10 @@ WITH expired AS (
     UPDATE workerfleet.jobs AS j
     SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
         run_at = CASE WHEN j.attempt < j.max_attempts
-            THEN now() + make_interval(secs => $1::float8) ELSE j.run_at END,
+            THEN workerfleet.rescued_run_at(j.run_at, j.rescues, $1::float8, $2::float8)
+            ELSE j.run_at END,
         finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        rescues = j.rescues + 1,
         last_error = format('lease expired on worker %s at %s (attempt %s of %s)',
             j.worker_id, j.lease_expires_at, j.attempt, j.max_attempts),
         last_traceback = NULL,
@@ -254,7 +256,7 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS rescued,
 FROM moved;
 
 -- reap_dead_workers --
--- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once (the lost run counts as an attempt): $1 older_than_seconds, $2 retry_delay_seconds; returns worker ids, pods and job counts.
+-- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once, the lost run counting as an attempt, placed in line as rescue_expired_leases places them: $1 older_than_seconds, $2 backoff_seconds, $3 backoff_cap_seconds; returns worker ids, pods and job counts.
 -- Worker rows first, then their jobs by ascending id: the heartbeat's order.
 WITH dead_workers AS (
     UPDATE workerfleet.workers
@@ -273,8 +275,10 @@ WITH dead_workers AS (
     UPDATE workerfleet.jobs AS j
     SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
         run_at = CASE WHEN j.attempt < j.max_attempts
-            THEN now() + make_interval(secs => $2::float8) ELSE j.run_at END,
+            THEN workerfleet.rescued_run_at(j.run_at, j.rescues, $2::float8, $3::float8)
+            ELSE j.run_at END,
         finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        rescues = j.rescues + 1,
         last_error = format('worker %s stopped heartbeating (last heartbeat %s); '
             'job released (attempt %s of %s)',
             j.worker_id, o.heartbeat_at, j.attempt, j.max_attempts),
@@ -302,10 +306,10 @@ WHERE id = $1 AND state IN ('pending', 'running')
 RETURNING id;
 
 -- retry_dead --
--- Put a dead or cancelled job back to pending with its attempts reset, unless its unique key is live again: $1 id; returns the id, or no row.
+-- Put a dead or cancelled job back to pending with its attempts (and rescues) reset, unless its unique key is live again: $1 id; returns the id, or no row.
 WITH retried AS (
     UPDATE workerfleet.jobs AS j
-    SET state = 'pending', attempt = 0, run_at = now(), finished_at = NULL,
+    SET state = 'pending', attempt = 0, rescues = 0, run_at = now(), finished_at = NULL,
         lease_expires_at = NULL
     WHERE j.id = $1 AND j.state IN ('dead', 'cancelled')
         AND (j.unique_key IS NULL OR NOT EXISTS (

@@ -33,6 +33,9 @@ CREATE TABLE workerfleet.jobs (
     last_traceback text,
     result jsonb,
     unique_key text,
+    -- How often a run of this job was lost (lease expired, worker dead) and it was
+    -- put back: the first time it keeps its place in line, later ones back off.
+    rescues integer NOT NULL DEFAULT 0 CONSTRAINT jobs_rescues_valid CHECK (rescues >= 0),
     -- A running job always has a holder and a lease: fencing and recovery rely on it.
     CONSTRAINT jobs_running_is_leased
         CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL))
@@ -133,6 +136,26 @@ BEGIN
         END IF;
     END LOOP;
 END;
+$$;
+
+-- When a job rescued from a lost run may run again, given the rescues before
+-- this one: at its own run_at the first time, then after backoff_seconds x
+-- 2^(rescues - 1), at most cap_seconds. Inlined by the planner (plain SQL).
+CREATE FUNCTION workerfleet.rescued_run_at(
+    run_at timestamptz,
+    rescues integer,
+    backoff_seconds float8,
+    cap_seconds float8
+) RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE
+        WHEN rescues = 0 THEN run_at
+        ELSE now() + make_interval(
+            secs => least(cap_seconds, backoff_seconds * power(2, least(rescues - 1, 60)))
+        )
+    END
 $$;
 
 -- Per (queue, state) job counters kept by statement triggers: the depth query
