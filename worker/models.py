@@ -251,6 +251,21 @@ class WorkerRow:
 
 
 @dataclass(frozen=True)
+class CountDrift:
+    """One (queue, state) after a recount: the true count, and how far the
+    depth counters were off (recorded - true; 0 when they agreed)."""
+
+    queue: str
+    state: str
+    counted: int
+    drift: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CountDrift:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
 class RescueResult:
     """Expired leases handled: ``rescued`` went back to pending, ``dead`` ran out of attempts."""
 

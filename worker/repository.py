@@ -28,6 +28,11 @@ Additions to the agreed contract (all backwards compatible):
   sees the job missing from its next heartbeat); ``retry_dead`` also
   re-queues a cancelled job.
 - ``prune_workers(older_than_seconds)`` deletes offline/dead worker rows.
+- ``recount_jobs()`` rebuilds the depth counters from the jobs table and says
+  how far they had drifted; ``fold_job_counts()`` merges the counter rows of
+  backends that have gone.
+- ``rescue_unless_another_does()``: the workers' fallback housekeeping (rescue
+  plus fold) under an advisory lock, None when another process holds it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 from workerfleet.worker import models
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import (
+    CountDrift,
     EnqueueRequest,
     Job,
     JobRef,
@@ -70,6 +76,8 @@ COMPLETE_BATCH_MAX_JOBS = 500
 # may run again, doubling with each further rescue up to the cap.
 RESCUE_BACKOFF_SECONDS = 30.0
 RESCUE_BACKOFF_CAP_SECONDS = 600.0
+# Any fixed bigint shared by every workerfleet process: "wfrescue" in ASCII.
+HOUSEKEEPING_LOCK_KEY = 0x7766726573637565
 
 _RefKey = tuple[int, str, int]
 _Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
@@ -402,6 +410,36 @@ class Repository:
             worker_ids=tuple(row["worker_ids"]),
             pods=tuple(row["pods"]),
         )
+
+    async def rescue_unless_another_does(
+        self,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> RescueResult | None:
+        """The workers' fallback housekeeping: rescue expired leases and fold the
+        counters of gone backends, unless another process is doing it right now
+        (then None). One transaction under a transaction-level advisory lock."""
+        backoff = models.validate_seconds(backoff_seconds, "backoff_seconds")
+        cap = models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds")
+        async with self.connector.transaction() as connection:
+            if not await connection.fetchval(
+                QUERIES["housekeeping_try_lock"], HOUSEKEEPING_LOCK_KEY
+            ):
+                return None
+            row = await connection.fetchrow(QUERIES["rescue_expired_leases"], backoff, cap)
+            await connection.fetchval(QUERIES["fold_job_counts"])
+        assert row is not None  # an aggregate always returns one row
+        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+
+    async def fold_job_counts(self) -> int:
+        """Merge the depth counters of backends that have gone; returns the rows folded."""
+        return int(await self.connector.fetchval(QUERIES["fold_job_counts"]))
+
+    async def recount_jobs(self) -> list[CountDrift]:
+        """Rebuild the depth counters from the jobs table; every (queue, state)
+        with its true count and how far the counters were off."""
+        rows = await self.connector.fetch(QUERIES["recount_jobs"])
+        return [CountDrift.from_row(row) for row in rows]
 
     async def prune_finished(
         self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES

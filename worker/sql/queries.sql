@@ -255,6 +255,18 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS rescued,
        (SELECT count(*) FROM woken) AS notified
 FROM moved;
 
+-- housekeeping_try_lock --
+-- Take the housekeeping lock until the transaction ends, if no other process holds it: $1 lock key (bigint); returns true if taken.
+SELECT pg_try_advisory_xact_lock($1::bigint);
+
+-- fold_job_counts --
+-- Merge the counter rows of backends that have gone into slot 0; no parameters; returns the rows folded.
+SELECT workerfleet.fold_job_counts();
+
+-- recount_jobs --
+-- Rebuild the depth counters from the jobs table; no parameters; returns queue, state, the true count and how far the counters were off.
+SELECT queue, state, counted, drift FROM workerfleet.recount_jobs();
+
 -- reap_dead_workers --
 -- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once, the lost run counting as an attempt, placed in line as rescue_expired_leases places them: $1 older_than_seconds, $2 backoff_seconds, $3 backoff_cap_seconds; returns worker ids, pods and job counts.
 -- Worker rows first, then their jobs by ascending id: the heartbeat's order.
