@@ -92,6 +92,13 @@ class WorkerMetrics:
             ["operation"],
             registry=r,
         )
+        self.fallback_rescued = Counter(
+            f"{PREFIX}_fallback_rescued_jobs",
+            "Jobs with an expired lease that this worker's fallback rescue handed back, "
+            "by outcome (pending again, or dead when out of attempts)",
+            ["outcome"],
+            registry=r,
+        )
         self.current_jobs = Gauge(
             f"{PREFIX}_current_jobs", "Jobs running on this worker now", registry=r
         )
