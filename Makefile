@@ -28,7 +28,7 @@ venv: $(VENV)/.installed ## Create the virtualenv with an editable install
 
 .PHONY: k8s-bin
 k8s-bin: ## Build (or reuse the cached) etcd, kube-apiserver, controller-manager, scheduler and helm
-	@bash tests/cluster/build-k8s.sh >/dev/null
+	@bash localcluster/build-k8s.sh >/dev/null
 
 .PHONY: setup
 setup: venv k8s-bin ## Everything needed to run the tests and the demo
@@ -62,15 +62,15 @@ test: setup ## All tiers; bootstraps what it needs on a fresh machine
 
 .PHONY: cluster-up
 cluster-up: setup ## Start the local cluster (idempotent) and print the KUBECONFIG to export
-	$(BIN)/python -m tests.cluster up
+	$(BIN)/python -m localcluster up
 
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local cluster; no process is left behind
-	$(BIN)/python -m tests.cluster down
+	$(BIN)/python -m localcluster down
 
 .PHONY: cluster-status
 cluster-status: venv ## Show what the local cluster runs
-	$(BIN)/python -m tests.cluster status
+	$(BIN)/python -m localcluster status
 
 .PHONY: crds
 crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fails on drift)
@@ -79,7 +79,7 @@ crds: venv ## Generate crds/ from the operator's pydantic models (a unit test fa
 DEMO_SECONDS ?=
 .PHONY: demo
 demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended)
-	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m tests.cluster.demo
+	DEMO_SECONDS=$(DEMO_SECONDS) $(BIN)/python -m localcluster.demo
 
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
@@ -100,6 +100,6 @@ image: ## Build the workerfleet image (worker and operator) and load it into kin
 
 .PHONY: deploy
 deploy: k8s-bin ## helm install the operator (CRDs included) into the current kube context
-	$(shell bash tests/cluster/build-k8s.sh 2>/dev/null)/helm upgrade --install workerfleet charts/workerfleet \
+	$(shell bash localcluster/build-k8s.sh 2>/dev/null)/helm upgrade --install workerfleet charts/workerfleet \
 	  --namespace workerfleet --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE)))

@@ -54,7 +54,8 @@ sys.path.append(str(REPO))
 import asyncpg  # noqa: E402
 from probes import latency_loop  # noqa: E402
 
-from tests.cluster.postgres import PostgresServer, free_port  # noqa: E402
+from localcluster.loopback import free_port  # noqa: E402
+from localcluster.postgres import PostgresServer  # noqa: E402
 from workerfleet.worker.client import Client  # noqa: E402
 from workerfleet.worker.migrations import migrate  # noqa: E402
 from workerfleet.worker.models import EnqueueRequest  # noqa: E402

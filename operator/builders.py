@@ -1,9 +1,9 @@
 """Pure builders: a WorkerPool spec in, the Deployment and metrics Service manifests out.
 
 No client, clock or environment here: the handlers feed these functions and
-apply what comes back. A spec-hash annotation on the Deployment records which
-spec produced it, so a reconcile can tell "already applied" from "patch due"
-without comparing server-defaulted manifests.
+apply what comes back. A spec-hash annotation on the Deployment and the Service
+records which spec produced it, so a reconcile can tell "already applied" from
+"patch due" without comparing server-defaulted manifests.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workerfleet.operator import models
+from workerfleet.worker import config as worker_config
 
 WORKER_CONTAINER = "worker"
 WORKER_COMMAND = ["workerfleet-worker"]
@@ -98,44 +99,39 @@ def termination_grace_seconds(spec: models.WorkerPoolSpec) -> int:
     return math.ceil(spec.worker.shutdown_grace_seconds) + TERMINATION_MARGIN_SECONDS
 
 
+# The pod's own identity, from the downward API (the worker's POD_* settings).
+POD_FIELDS = {"pod_name": "metadata.name", "pod_uid": "metadata.uid", "pod_ip": "status.podIP"}
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def worker_env(spec: models.WorkerPoolSpec, owner: Owner) -> list[dict[str, Any]]:
-    """The worker's configuration variables, then the user's extra ones."""
-    worker = spec.worker
+    """The worker's settings as its own variables, then the user's extra ones.
+
+    Names and order come from the worker's settings (worker/config.py), so the
+    operator never spells a variable itself and the list (part of the spec hash)
+    does not move when a field moves here.
+    """
     secret = spec.database.secret_ref
-    values = {
-        "WORKERFLEET_QUEUES": spec.queue,
-        "WORKERFLEET_POOL": pool_key(owner.namespace, owner.name),
-        "WORKERFLEET_HANDLERS": worker.handlers,
-        "WORKERFLEET_CONCURRENCY": str(worker.concurrency),
-        "WORKERFLEET_POLL_INTERVAL": worker.poll_interval,
-        "WORKERFLEET_HEARTBEAT_INTERVAL": worker.heartbeat_interval,
-        "WORKERFLEET_LEASE_DURATION": worker.lease_duration,
-        "WORKERFLEET_JOB_TIMEOUT": worker.job_timeout,
-        "WORKERFLEET_MAX_ATTEMPTS": str(worker.max_attempts),
-        "WORKERFLEET_RETRY_BASE": worker.retry_base,
-        "WORKERFLEET_RETRY_CAP": worker.retry_cap,
-        "WORKERFLEET_RETRY_JITTER": worker.retry_jitter,
-        "WORKERFLEET_SHUTDOWN_GRACE": worker.shutdown_grace_period,
-        "WORKERFLEET_HEALTH_PORT": str(HTTP_PORT),
-        "WORKERFLEET_LOG_LEVEL": worker.log_level,
-        "WORKERFLEET_LOG_FORMAT": worker.log_format,
-        "WORKERFLEET_HEALTH_LOG_INTERVAL": worker.health_log_interval,
-        "WORKERFLEET_MIGRATE": "true" if worker.migrate else "false",
+    sources: dict[str, dict[str, Any]] = {
+        "dsn": {"valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}},
+        "queues": {"value": spec.queue},
+        "pool": {"value": pool_key(owner.namespace, owner.name)},
+        "health_port": {"value": str(HTTP_PORT)},
     }
-    env: list[dict[str, Any]] = [
-        {
-            "name": "WORKERFLEET_DSN",
-            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
-        }
-    ]
-    env += [{"name": name, "value": value} for name, value in values.items() if value is not None]
-    env += [
-        {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-        for name, path in (
-            ("POD_NAME", "metadata.name"),
-            ("POD_UID", "metadata.uid"),
-            ("POD_IP", "status.podIP"),
-        )
+    for field, value in spec.worker.by_worker_setting().items():
+        if value is not None:
+            sources[field] = {"value": _env_text(value)}
+    for field, path in POD_FIELDS.items():
+        sources[field] = {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+    env = [
+        {"name": worker_config.variable_of(field), **sources[field]}
+        for field in worker_config.WorkerSettings.model_fields
+        if field in sources
     ]
     env += [user.model_dump(by_alias=True, exclude_none=True) for user in spec.env]
     return env
@@ -295,13 +291,14 @@ def deployment(spec: models.WorkerPoolSpec, owner: Owner, replicas: int) -> dict
 
 def metrics_service(owner: Owner) -> dict[str, Any]:
     """A ClusterIP Service over the workers' /metrics port, for Prometheus to discover."""
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": metrics_service_name(owner.name),
             "namespace": owner.namespace,
             "labels": {**pool_labels(owner.name), LABEL_COMPONENT: "metrics"},
+            "annotations": {},
             "ownerReferences": [owner.reference()],
         },
         "spec": {
@@ -317,3 +314,5 @@ def metrics_service(owner: Owner) -> dict[str, Any]:
             ],
         },
     }
+    manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
+    return manifest

@@ -1,4 +1,7 @@
-"""Why the queue could not be read, in words that are safe to publish.
+"""The operator's errors, in words that are safe to publish.
+
+* :class:`QueueAccessError`: why a pool's queue could not be read.
+* :class:`ApplyError`: why a child object (Deployment, Service) could not be applied.
 
 Messages end up in status conditions, Events and logs, which many people can
 read: they never contain the DSN or its password, whatever the underlying
@@ -22,6 +25,16 @@ class QueueAccessError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class ApplyError(Exception):
+    """A child could not be applied; ``invalid`` when the API server refused it as written
+    (the spec is at fault and retrying cannot help), else a transient failure."""
+
+    def __init__(self, message: str, invalid: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.invalid = invalid
 
 
 def secrets_in(dsn: str) -> list[str]:

@@ -3,9 +3,15 @@
 Every WorkerPool on the same database gets its figures from the same snapshot:
 concurrent timer ticks for pools on one database wait for the single query in
 flight, and a snapshot younger than ``max_age_seconds`` is reused. A database
-that cannot be reached is retried with exponential backoff; until then the
-last error is returned at once, so a dead database costs nothing per tick and
-never delays pools on other databases.
+that cannot be reached is retried with exponential backoff (``retry.Backoff``,
+one per database: the only backoff between the operator and a queue); until
+then the last error is returned at once, so a dead database costs nothing per
+tick and never delays pools on other databases.
+
+A database no pool has asked about for ``IDLE_CLOSE_SECONDS`` (its Secret now
+names another DSN, or its pools are gone) has its connection pool closed by
+:meth:`QueueInspector.close_idle_forever`, a task the operator runs from start
+to end.
 """
 
 from __future__ import annotations
@@ -20,14 +26,21 @@ import asyncpg
 
 from workerfleet.operator import errors, metrics, reasons
 from workerfleet.operator.errors import QueueAccessError
-from workerfleet.worker.connector import Connector, DatabaseUnavailable
+from workerfleet.worker import retry
+from workerfleet.worker.connector import (
+    TRANSIENT_ERRORS,
+    Connector,
+    DatabaseUnavailable,
+    InvalidDsn,
+)
 from workerfleet.worker.models import QueueStats, WorkerStats
 from workerfleet.worker.repository import Repository
 
 STATS_MAX_AGE_SECONDS = 2.0
-BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 IDLE_CLOSE_SECONDS = 600.0
+IDLE_CHECK_SECONDS = 60.0
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 4
 SCHEMA_ERRORS = (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError)
@@ -48,11 +61,26 @@ class Snapshot:
     taken_at: float
 
 
-def backoff_seconds(failures: int) -> float:
-    """1, 2, 4, ... seconds after consecutive failures, capped."""
-    if failures <= 0:
-        return 0.0
-    return float(min(BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1), BACKOFF_CAP_SECONDS))
+def access_error(error: BaseException, dsn: str, doing: str) -> QueueAccessError:
+    """What an error met while ``doing`` something on the database means for its pools."""
+    detail = errors.describe(error, dsn)
+    if isinstance(error, SCHEMA_ERRORS):
+        return QueueAccessError(
+            reasons.QUEUE_SCHEMA_MISSING,
+            "the queue schema does not exist yet (workers create it at start unless "
+            f"spec.worker.migrate is false): {detail}",
+        )
+    if isinstance(error, TRANSIENT_ERRORS):
+        return QueueAccessError(reasons.DATABASE_UNREACHABLE, f"{doing} failed: {detail}")
+    # Reachable, but refusing us (a missing privilege, a schema of another version).
+    return QueueAccessError(
+        reasons.QUERY_FAILED, f"{doing} failed: {type(error).__name__}: {detail}"
+    )
+
+
+def _database_backoff() -> retry.Backoff:
+    """1, 2, 4, ... seconds between attempts on a failing database, up to a minute."""
+    return retry.Backoff(BACKOFF_INITIAL_SECONDS, BACKOFF_CAP_SECONDS)
 
 
 @dataclass
@@ -60,7 +88,7 @@ class _Database:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     connector: Connector | None = None
     snapshot: Snapshot | None = None
-    failures: int = 0
+    backoff: retry.Backoff = field(default_factory=_database_backoff)
     retry_at: float = 0.0
     error: QueueAccessError | None = None
     used_at: float = 0.0
@@ -98,11 +126,10 @@ class QueueInspector:
                 database.snapshot = None
                 metrics.STATS_QUERIES.labels(result="error").inc()
                 if error.reason != reasons.QUEUE_SCHEMA_MISSING:  # that one is asked again
-                    database.failures += 1
-                    database.retry_at = now + backoff_seconds(database.failures)
+                    database.retry_at = now + database.backoff.next_delay()
                     database.error = error
                 raise
-            database.failures = 0
+            database.backoff.reset()
             database.error = None
             metrics.STATS_QUERIES.labels(result="ok").inc()
             return database.snapshot
@@ -123,6 +150,11 @@ class QueueInspector:
                     reasons.DATABASE_UNREACHABLE,
                     f"cannot connect to the queue database: {errors.describe(error, dsn)}",
                 ) from None
+            except InvalidDsn as error:
+                raise QueueAccessError(
+                    reasons.INVALID_DSN,
+                    f"the queue's DSN is malformed: {errors.describe(error, dsn)}",
+                ) from None
         return database.connector
 
     async def _query(self, dsn: str, database: _Database) -> Snapshot:
@@ -131,18 +163,10 @@ class QueueInspector:
         try:
             queue_rows = await repository.queue_stats()
             worker_rows = await repository.worker_stats(self.dead_after_seconds)
-        except SCHEMA_ERRORS as error:
-            raise QueueAccessError(
-                reasons.QUEUE_SCHEMA_MISSING,
-                "the queue schema does not exist yet (workers create it at start unless "
-                f"spec.worker.migrate is false): {errors.describe(error, dsn)}",
-            ) from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            await self._drop_connector(database)
-            raise QueueAccessError(
-                reasons.DATABASE_UNREACHABLE,
-                f"queue statistics query failed: {errors.describe(error, dsn)}",
-            ) from None
+        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as error:
+            if isinstance(error, TRANSIENT_ERRORS):
+                await self._drop_connector(database)  # the next attempt starts afresh
+            raise access_error(error, dsn, "the queue statistics query") from None
         return Snapshot(
             queues={row.queue: row for row in queue_rows},
             workers={row.pool: row for row in worker_rows},
@@ -158,12 +182,30 @@ class QueueInspector:
                 logger.debug("closing a broken pool failed: %s", type(error).__name__)
 
     async def close_idle(self) -> int:
-        """Close pools of databases no pool has asked about for a while (DSN changes)."""
+        """Close the pools of databases no pool asked about for IDLE_CLOSE_SECONDS.
+
+        Without this a rotated DSN would keep the old one's connections open
+        for the life of the operator. Returns how many were closed.
+        """
         cutoff = self._clock() - IDLE_CLOSE_SECONDS
-        idle = [dsn for dsn, db in self._databases.items() if db.used_at < cutoff]
-        for dsn in idle:
-            await self._drop_connector(self._databases.pop(dsn))
+        # Forgotten before the first await: a caller arriving meanwhile starts afresh.
+        idle = [
+            self._databases.pop(dsn)
+            for dsn, database in list(self._databases.items())
+            if database.used_at < cutoff
+        ]
+        for database in idle:
+            async with database.lock:  # a query still in flight ends first
+                await self._drop_connector(database)
         return len(idle)
+
+    async def close_idle_forever(self, every_seconds: float = IDLE_CHECK_SECONDS) -> None:
+        """:meth:`close_idle` every ``every_seconds``, until cancelled."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            closed = await self.close_idle()
+            if closed:
+                logger.info("closed the pools of %d idle queue databases", closed)
 
     async def close(self) -> None:
         for database in self._databases.values():

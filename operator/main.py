@@ -2,7 +2,8 @@
 
 All kopf settings are made in the one startup handler below. The process also
 serves /healthz (a liveness verdict that notices a silent watch, see
-``liveness.py``), /readyz and /metrics on its health port.
+``liveness.py``), /readyz and /metrics on its health port, and closes the
+connection pools of queue databases no pool uses any more (a rotated DSN).
 
     workerfleet-operator                      # all namespaces
     workerfleet-operator -n team-a -n team-b  # only these
@@ -21,13 +22,13 @@ import kopf
 import pydantic
 from kubernetes.config import ConfigException
 
-from workerfleet.operator import handlers as _handlers  # registers handlers
-from workerfleet.operator import health, models
+from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
+from workerfleet.operator import health, kopf_glue, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
 from workerfleet.operator.runtime import Runtime
 from workerfleet.operator.settings import ENV_PREFIX, OperatorSettings
 
-_handlers.release_timer_finalizers(kopf.get_default_registry())
+kopf_glue.release_timer_finalizers(kopf.get_default_registry())
 
 WATCH_CONNECT_TIMEOUT_SECONDS = 10.0
 # The apiserver ends a watch after server_timeout; the client gives it this much longer.
@@ -118,6 +119,9 @@ async def run(settings: OperatorSettings, runtime: Runtime) -> None:
         settings.health_host,
         settings.health_port,
     )
+    close_idle = asyncio.create_task(
+        runtime.inspector.close_idle_forever(), name="close idle queue databases"
+    )
     try:
         await kopf.operator(
             clusterwide=not settings.namespaces,
@@ -126,6 +130,9 @@ async def run(settings: OperatorSettings, runtime: Runtime) -> None:
             memo=kopf.Memo(runtime=runtime),
         )
     finally:
+        close_idle.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await close_idle
         await server.cleanup()
         await runtime.close()
 

@@ -22,8 +22,11 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-from workerfleet.durations import DURATION_PATTERN, parse_duration
+from workerfleet.durations import DURATION_PATTERN, format_duration, parse_duration
+from workerfleet.operator import reasons
 from workerfleet.worker import config as worker_config
+from workerfleet.worker import retry
+from workerfleet.worker.models import QUEUE_NAME_PATTERN
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -40,7 +43,6 @@ MAX_ENV_VARS = 100
 MAX_STRING_LENGTH = 4096
 MAX_LIST_ITEMS = 200
 MAX_INCIDENTS = 100
-QUEUE_NAME_PATTERN = worker_config.QUEUE_NAME_PATTERN
 HANDLERS_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|command:.*\S.*)$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -51,9 +53,10 @@ QUANTITY_PATTERN = (
 )
 PERCENT_STEP_PATTERN = r"^[1-9][0-9]{0,3}%$"
 
-# Set by the operator from the spec; a user's env entry may not shadow them.
-RESERVED_ENV_PREFIX = "WORKERFLEET_"
-RESERVED_ENV_NAMES = ("POD_NAME", "POD_UID", "POD_IP")
+# The worker's variables, set by the operator from the spec; a user's env entry may not
+# shadow them.
+RESERVED_ENV_PREFIX = worker_config.ENV_PREFIX
+RESERVED_ENV_NAMES = worker_config.UNPREFIXED_VARIABLES
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -264,39 +267,61 @@ class Scaling(ApiModel):
         return parse_duration(self.scale_down_delay)
 
 
+# spec.worker holds the worker's own settings (worker/config.py), under the same names but
+# this one; the defaults are the worker's, durations spelled as the API spells them.
+WORKER_SETTING_OF = {"shutdown_grace_period": "shutdown_grace"}
+
+
+def _worker_default(field: str) -> Any:
+    return worker_config.default_of(WORKER_SETTING_OF.get(field, field))
+
+
+def _worker_duration(field: str) -> str:
+    return format_duration(_worker_default(field))
+
+
 class WorkerSettings(ApiModel):
     """The worker runtime's settings, passed to every worker as WORKERFLEET_* variables."""
 
-    concurrency: int = Field(4, ge=1, le=worker_config.MAX_CONCURRENCY)
+    concurrency: int = Field(_worker_default("concurrency"), ge=1, le=worker_config.MAX_CONCURRENCY)
     """Jobs one worker runs at the same time."""
     handlers: str = Field(pattern=HANDLERS_PATTERN, min_length=1, max_length=MAX_STRING_LENGTH)
     """A Python module of task functions (acme.jobs), or 'command:<program and args>'."""
-    poll_interval: Duration = "1s"
+    poll_interval: Duration = _worker_duration("poll_interval")
     """Polling fallback when no NOTIFY arrives."""
-    heartbeat_interval: Duration = "5s"
+    heartbeat_interval: Duration = _worker_duration("heartbeat_interval")
     """How often a worker refreshes its row and its jobs' leases."""
-    lease_duration: Duration | None = None
+    lease_duration: Duration | None = _worker_default("lease_duration")
     """How long a job stays leased without a heartbeat (default: 3 heartbeat intervals)."""
-    job_timeout: Duration = "10m"
+    job_timeout: Duration = _worker_duration("job_timeout")
     """Longest a single job may run."""
-    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS)
-    """Attempts before a job is dead-lettered (informational: jobs carry their own)."""
-    retry_base: Duration = "1s"
+    max_attempts: int = Field(_worker_default("max_attempts"), ge=1, le=MAX_ATTEMPTS)
+    """Attempts before a failing job is dead-lettered, for jobs enqueued without \
+max_attempts of their own: the first worker to claim such a job gives it this value, which \
+stays with the job. A job enqueued with max_attempts keeps its own."""
+    retry_base: Duration = _worker_duration("retry_base")
     """First retry delay; doubles per attempt."""
-    retry_cap: Duration = "10m"
+    retry_cap: Duration = _worker_duration("retry_cap")
     """Longest retry delay."""
-    retry_jitter: Literal["full", "equal", "none"] = "equal"
+    retry_jitter: retry.Jitter = _worker_default("retry_jitter")
     """Jitter applied to retry delays."""
-    shutdown_grace_period: Duration = "30s"
+    shutdown_grace_period: Duration = _worker_duration("shutdown_grace_period")
     """How long running jobs may finish after SIGTERM before they are released."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: worker_config.LogLevel = _worker_default("log_level")
     """Worker log level."""
-    log_format: Literal["json", "text"] = "json"
+    log_format: worker_config.LogFormat = _worker_default("log_format")
     """Worker log format."""
-    health_log_interval: Duration = "5m"
+    health_log_interval: Duration = _worker_duration("health_log_interval")
     """How often a worker logs its health report."""
-    migrate: bool = True
+    migrate: bool = _worker_default("migrate")
     """Whether workers apply the queue schema migrations at start."""
+
+    def by_worker_setting(self) -> dict[str, Any]:
+        """These settings keyed by the worker's own field names (worker/config.py)."""
+        return {
+            WORKER_SETTING_OF.get(name, name): getattr(self, name)
+            for name in type(self).model_fields
+        }
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -326,15 +351,20 @@ class KeySelector(ApiModel):
     """A key of a Secret or ConfigMap."""
 
     name: Name
+    """Name of the Secret or ConfigMap, in the pool's namespace."""
     key: Name
+    """Key in its data."""
     optional: bool | None = None
+    """Start the worker even when the Secret, ConfigMap or key does not exist."""
 
 
 class FieldRef(ApiModel):
     """A field of the pod (downward API)."""
 
     field_path: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    """The pod field, such as metadata.namespace or spec.nodeName."""
     api_version: str | None = Field(None, max_length=64)
+    """Version of the schema field_path is written in (default v1)."""
 
 
 class EnvVarSource(ApiModel):
@@ -350,8 +380,11 @@ class EnvVarSource(ApiModel):
     )
 
     secret_key_ref: KeySelector | None = None
+    """The value of a Secret's key."""
     config_map_key_ref: KeySelector | None = None
+    """The value of a ConfigMap's key."""
     field_ref: FieldRef | None = None
+    """A field of the worker's pod."""
 
 
 class EnvVar(ApiModel):
@@ -377,8 +410,11 @@ class EnvVar(ApiModel):
     )
 
     name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=256)
+    """Variable name (not WORKERFLEET_*, POD_NAME, POD_UID or POD_IP: the operator sets those)."""
     value: str | None = Field(None, max_length=MAX_STRING_LENGTH)
+    """Literal value."""
     value_from: EnvVarSource | None = None
+    """Where the value comes from instead of `value`."""
 
 
 class Resources(ApiModel):
@@ -394,7 +430,9 @@ class TemplateMetadata(ApiModel):
     """Labels and annotations added to every worker pod."""
 
     labels: dict[str, str] = Field(default_factory=dict)
+    """Extra pod labels (the pool's selector labels always win)."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra pod annotations."""
 
 
 class PodTemplateOverrides(ApiModel):
@@ -433,6 +471,7 @@ class WorkerPoolSpec(ApiModel):
     image: str = Field(min_length=1, max_length=512)
     """Container image with the worker runtime and the handlers."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image (the worker container's imagePullPolicy)."""
     queue: str = Field(pattern=QUEUE_NAME_PATTERN, max_length=63)
     """The queue the workers drain."""
     database: Database
@@ -504,16 +543,7 @@ class WorkerCounts(StatusModel):
     dead: int = 0
 
 
-Health = Literal[
-    "Healthy",
-    "Starting",
-    "Degraded",
-    "Unavailable",
-    "QueueUnreachable",
-    "Paused",
-    "InvalidSpec",
-    "ScaledToZero",
-]
+Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.HEALTH_WORDS)})]
 
 
 class WorkerPoolStatus(StatusModel):
@@ -551,19 +581,24 @@ class LabelSelectorRequirement(ApiModel):
     )
 
     key: Name
+    """The label key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value is compared with `values`."""
     values: list[Annotated[str, Field(max_length=63)]] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS
     )
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """Which WorkerPools in the Monitor's namespace it watches (empty: all of them)."""
 
     match_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels a WorkerPool must carry, each with this value."""
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS
     )
+    """Label requirements a WorkerPool must meet, all of them."""
 
 
 class NoWorkersWithPendingRule(ApiModel):
@@ -614,8 +649,11 @@ class Webhook(ApiModel):
 
 
 class Alerts(ApiModel):
+    """How the Monitor tells what it did and found."""
+
     events: bool = True
-    """Post Kubernetes Events on the WorkerPool when an incident fires or resolves."""
+    """Post a Kubernetes Event on the Monitor after each run that recovered, pruned or \
+restarted something."""
     webhook: Webhook | None = None
 
 
@@ -623,8 +661,11 @@ class Retention(ApiModel):
     """How long finished jobs are kept (unset: forever)."""
 
     succeeded: Duration | None = None
+    """Delete succeeded jobs that finished longer ago than this."""
     dead: Duration | None = None
+    """Delete dead-lettered jobs that died longer ago than this."""
     cancelled: Duration | None = None
+    """Delete cancelled jobs that were cancelled longer ago than this."""
 
 
 class MonitorSpec(ApiModel):
@@ -662,14 +703,29 @@ class Incident(StatusModel):
 
 
 class MonitorTotals(StatusModel):
-    """Counts since the Monitor was created."""
+    """Counts since the Monitor was created (one run's counts have the same shape)."""
 
     stuck_jobs_rescued: int = 0
+    """Running jobs whose lease expired, put back to pending."""
     jobs_dead_lettered: int = 0
+    """Jobs of expired leases or dead workers that were out of attempts, moved to dead."""
     dead_workers_reaped: int = 0
+    """Workers whose heartbeat stopped, marked dead."""
     jobs_released: int = 0
+    """Running jobs of dead workers, put back to pending."""
     pods_restarted: int = 0
+    """Pods of hung workers deleted (spec.restartHungWorkers)."""
     jobs_pruned: int = 0
+    """Finished jobs deleted (spec.retention)."""
+
+    def plus(self, other: MonitorTotals) -> MonitorTotals:
+        names = type(self).model_fields
+        return MonitorTotals(**{name: getattr(self, name) + getattr(other, name) for name in names})
+
+    @property
+    def recovered(self) -> int:
+        """Jobs given back to the queue: rescued from expired leases, released from dead workers."""
+        return self.stuck_jobs_rescued + self.jobs_released
 
 
 class MonitorStatus(StatusModel):

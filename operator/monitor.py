@@ -24,15 +24,31 @@ import kopf
 import pydantic
 
 from workerfleet.durations import parse_duration
-from workerfleet.operator import conditions, errors, metrics, models, reasons
+from workerfleet.operator import conditions, inspector, metrics, models, reasons
 from workerfleet.operator.errors import QueueAccessError
-from workerfleet.operator.handlers import NO_INDEX, WORKERPOOLS, in_namespace, post, runtime_of
+from workerfleet.operator.kopf_glue import (
+    MONITORS,
+    NO_INDEX,
+    WORKERPOOLS,
+    in_namespace,
+    post,
+    runtime_of,
+)
+from workerfleet.operator.models import MonitorTotals
 from workerfleet.operator.runtime import MonitorState, Runtime
 from workerfleet.operator.validation import describe_validation_error
 from workerfleet.operator.views import PodView
 
-MONITORS = (models.GROUP, models.VERSION, models.MONITOR_PLURAL)
 MONITOR_TICK_SECONDS = 5.0
+# Each of status.totals as the recovery metric labels it and as a run's Event tells it.
+TOTAL_WORDS: dict[str, tuple[str, str]] = {
+    "stuck_jobs_rescued": ("rescued", "jobs rescued from expired leases"),
+    "jobs_released": ("released", "jobs released from dead workers"),
+    "jobs_dead_lettered": ("dead_lettered", "jobs dead-lettered"),
+    "dead_workers_reaped": ("workers_reaped", "dead workers marked"),
+    "pods_restarted": ("pods_restarted", "hung worker pods deleted"),
+    "jobs_pruned": ("pruned", "finished jobs pruned"),
+}
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +61,6 @@ class PoolRef:
     labels: Mapping[str, str]
     secret_name: str
     secret_key: str
-
-
-@dataclass(frozen=True)
-class RunTotals:
-    stuck_jobs_rescued: int = 0
-    jobs_dead_lettered: int = 0
-    dead_workers_reaped: int = 0
-    jobs_released: int = 0
-    pods_restarted: int = 0
-    jobs_pruned: int = 0
-
-    def add_to(self, totals: Mapping[str, Any]) -> dict[str, int]:
-        previous = models.MonitorTotals.model_validate(dict(totals))
-        summed = {
-            name: getattr(previous, name) + getattr(self, name)
-            for name in models.MonitorTotals.model_fields
-        }
-        return models.MonitorTotals(**summed).model_dump(by_alias=True)
 
 
 def selector_matches(selector: models.LabelSelector, labels: Mapping[str, str]) -> bool:
@@ -127,7 +125,7 @@ async def run_recovery(
     spec: models.MonitorSpec,
     pools: Sequence[PoolRef],
     pods_index: Mapping[Any, Any],
-) -> tuple[RunTotals, list[str]]:
+) -> tuple[MonitorTotals, list[str]]:
     """One run over every database of ``pools``; returns the totals and problems seen."""
     runtime = runtime_of(memo)
     problems: list[str] = []
@@ -142,11 +140,11 @@ async def run_recovery(
             problems.append(f"pools {', '.join(names)}: {error.message}")
             continue
         dsns.setdefault(dsn, []).extend(names)
-    totals = RunTotals()
+    totals = MonitorTotals()
     for dsn, names in dsns.items():
         try:
-            totals = await _recover_database(
-                runtime, namespace, spec, dsn, names, pods_index, totals
+            totals = totals.plus(
+                await _recover_database(runtime, namespace, spec, dsn, names, pods_index)
             )
         except QueueAccessError as error:
             problems.append(f"pools {', '.join(names)}: {error.message}")
@@ -160,8 +158,7 @@ async def _recover_database(
     dsn: str,
     pool_names: Sequence[str],
     pods_index: Mapping[Any, Any],
-    totals: RunTotals,
-) -> RunTotals:
+) -> MonitorTotals:
     try:
         repository = await runtime.inspector.repository(dsn)
         rescue = await repository.rescue_expired_leases()
@@ -176,11 +173,8 @@ async def _recover_database(
                 pruned += await repository.prune_finished(parse_duration(age), [state])
     except QueueAccessError:
         raise
-    except Exception as error:
-        raise QueueAccessError(
-            reasons.DATABASE_UNREACHABLE,
-            f"recovery failed: {type(error).__name__}: {errors.describe(error, dsn)}",
-        ) from None
+    except Exception as error:  # one database's trouble must not stop the others' recovery
+        raise inspector.access_error(error, dsn, "recovery") from None
     restarted = 0
     if spec.restart_hung_workers and reap.pods:
         ours = {
@@ -192,37 +186,24 @@ async def _recover_database(
         for pod_name in reap.pods:
             if pod_name in ours and await runtime.kube.delete_pod(namespace, pod_name):
                 restarted += 1
-    for action, count in (
-        ("rescued", rescue.rescued),
-        ("dead_lettered", rescue.dead + reap.jobs_dead),
-        ("workers_reaped", reap.workers),
-        ("released", reap.jobs_released),
-        ("pods_restarted", restarted),
-        ("pruned", pruned),
-    ):
-        metrics.MONITOR_RECOVERED.labels(action=action).inc(count)
-    return RunTotals(
-        stuck_jobs_rescued=totals.stuck_jobs_rescued + rescue.rescued,
-        jobs_dead_lettered=totals.jobs_dead_lettered + rescue.dead + reap.jobs_dead,
-        dead_workers_reaped=totals.dead_workers_reaped + reap.workers,
-        jobs_released=totals.jobs_released + reap.jobs_released,
-        pods_restarted=totals.pods_restarted + restarted,
-        jobs_pruned=totals.jobs_pruned + pruned,
+    recovered = MonitorTotals(
+        stuck_jobs_rescued=rescue.rescued,
+        jobs_dead_lettered=rescue.dead + reap.jobs_dead,
+        dead_workers_reaped=reap.workers,
+        jobs_released=reap.jobs_released,
+        pods_restarted=restarted,
+        jobs_pruned=pruned,
     )
+    for name, (action, _) in TOTAL_WORDS.items():
+        metrics.MONITOR_RECOVERED.labels(action=action).inc(getattr(recovered, name))
+    return recovered
 
 
-def describe_run(run: RunTotals) -> str | None:
+def describe_run(run: MonitorTotals) -> str | None:
     parts = [
-        f"{count} {what}"
-        for count, what in (
-            (run.stuck_jobs_rescued, "jobs rescued from expired leases"),
-            (run.jobs_released, "jobs released from dead workers"),
-            (run.jobs_dead_lettered, "jobs dead-lettered"),
-            (run.dead_workers_reaped, "dead workers marked"),
-            (run.pods_restarted, "hung worker pods deleted"),
-            (run.jobs_pruned, "finished jobs pruned"),
-        )
-        if count
+        f"{count} {words}"
+        for name, (_, words) in TOTAL_WORDS.items()
+        if (count := getattr(run, name))
     ]
     return ", ".join(parts) if parts else None
 
@@ -232,12 +213,12 @@ def monitor_status(
     *,
     generation: int | None,
     pools: Sequence[PoolRef],
-    run: RunTotals,
+    run: MonitorTotals,
     problems: Sequence[str],
     now: datetime,
 ) -> dict[str, Any]:
     """The Monitor's status after a run (pure)."""
-    totals = run.add_to(previous.get("totals") or {})
+    totals = MonitorTotals.model_validate(dict(previous.get("totals") or {})).plus(run)
     if problems:
         update = conditions.ConditionUpdate(
             reasons.READY, "False", reasons.RUN_FAILED, "; ".join(problems)[:1000]
@@ -255,8 +236,8 @@ def monitor_status(
         "lastRun": conditions.rfc3339(now),
         "pools": len(pools),
         "poolNames": [p.name for p in pools][: models.MAX_LIST_ITEMS],
-        "recovered": totals["stuckJobsRescued"] + totals["jobsReleased"],
-        "totals": totals,
+        "recovered": totals.recovered,
+        "totals": totals.model_dump(by_alias=True),
         "conditions": conditions.merge_conditions(
             previous.get("conditions"), [update], generation=generation, now=now
         ),

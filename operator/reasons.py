@@ -1,4 +1,4 @@
-"""Condition types, reasons, health words and Event reasons: every one of them, in one place.
+"""Condition types, reasons, health words, replica reasons and Event reasons, in one place.
 
 Reasons are CamelCase constants because tools match on them; messages are for
 people and may change freely.
@@ -37,6 +37,7 @@ SECRET_KEY_MISSING = "SecretKeyMissing"
 SECRET_UNREADABLE = "SecretUnreadable"
 INVALID_DSN = "InvalidDSN"
 DATABASE_UNREACHABLE = "DatabaseUnreachable"
+QUERY_FAILED = "QueryFailed"
 QUEUE_SCHEMA_MISSING = "QueueSchemaMissing"
 NOT_CHECKED = "NotChecked"
 
@@ -58,6 +59,20 @@ HEALTH_DEGRADED = "Degraded"
 HEALTH_STARTING = "Starting"
 HEALTH_SCALED_TO_ZERO = "ScaledToZero"
 HEALTH_HEALTHY = "Healthy"
+HEALTH_WORDS = (
+    HEALTH_PAUSED,
+    HEALTH_INVALID_SPEC,
+    HEALTH_QUEUE_UNREACHABLE,
+    HEALTH_UNAVAILABLE,
+    HEALTH_DEGRADED,
+    HEALTH_STARTING,
+    HEALTH_SCALED_TO_ZERO,
+    HEALTH_HEALTHY,
+)
+
+# -- reasons of a replica decision (replicas.decide) ---------------------------------------------
+REPLICAS_OVERRIDE = "Override"
+REPLICAS_MINIMUM = "Minimum"
 
 # -- Event reasons -------------------------------------------------------------------------------
 EVENT_AVAILABLE = "Available"

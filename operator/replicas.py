@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workerfleet.operator import models
+from workerfleet.operator import models, reasons
 from workerfleet.worker.models import QueueStats, WorkerStats
-
-REASON_OVERRIDE = "Override"
-REASON_MINIMUM = "Minimum"
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,12 @@ class ReplicaInputs:
 class ReplicaDecision:
     replicas: int
     reason: str
+    """A ``reasons.REPLICAS_*`` constant."""
 
 
 def decide(inputs: ReplicaInputs) -> ReplicaDecision:
     """For now: a `kubectl scale` override if present, else ``spec.replicas.min``."""
     replicas = inputs.spec.replicas
     if replicas.override is not None:
-        return ReplicaDecision(replicas.override, REASON_OVERRIDE)
-    return ReplicaDecision(replicas.min, REASON_MINIMUM)
+        return ReplicaDecision(replicas.override, reasons.REPLICAS_OVERRIDE)
+    return ReplicaDecision(replicas.min, reasons.REPLICAS_MINIMUM)

@@ -14,7 +14,6 @@ from datetime import datetime
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
-from workerfleet.operator.rollup import QueueProblem
 from workerfleet.operator.secrets import SecretReader
 from workerfleet.operator.settings import OperatorSettings
 
@@ -54,17 +53,17 @@ class Runtime:
 
 @dataclass
 class PoolState:
-    """In-memory state of one WorkerPool (kopf keeps it in the object's memo)."""
+    """In-memory state of one WorkerPool (kopf keeps it in the object's memo).
+
+    No backoff lives here: the inspector backs off per database, the Secret
+    reader per Secret, whichever pools share them.
+    """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     written_generation: int | None = None
     """The Deployment generation the operator's last apply produced."""
     deployment_uid: str | None = None
-    service_hash: str | None = None
     short_since: datetime | None = None
-    queue_failures: int = 0
-    queue_retry_at: float = 0.0
-    queue_problem: QueueProblem | None = None
     synced_at: float | None = None
     """When the last sync started (monotonic)."""
 

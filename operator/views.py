@@ -73,6 +73,22 @@ class DeploymentView:
         )
 
 
+@dataclass(frozen=True)
+class ServiceView:
+    name: str
+    uid: str
+    spec_hash: str | None
+
+    @classmethod
+    def from_body(cls, meta: Mapping[str, Any]) -> ServiceView:
+        annotations = meta.get("annotations") or {}
+        return cls(
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            spec_hash=annotations.get(builders.SPEC_HASH_ANNOTATION),
+        )
+
+
 def owning_pool(meta: Mapping[str, Any]) -> str | None:
     """The pool a child belongs to, by its pool label."""
     labels = meta.get("labels") or {}

@@ -1,6 +1,6 @@
 """Fixtures shared by every test tier: a real PostgreSQL server per session, a
-fresh database per test, and (in tests/cluster_fixtures.py) the local
-Kubernetes cluster."""
+fresh database per test, and (in the plugin tests/cluster_fixtures.py) the local
+Kubernetes cluster with the CRDs and the operator."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.loopback import loopback_no_proxy
+from localcluster.postgres import PostgresServer
 
 pytest_plugins = ["tests.cluster_fixtures"]
 
@@ -38,7 +39,7 @@ def postgres_dsn(postgres_server: PostgresServer) -> str:
 def _no_proxy_for_loopback() -> Iterator[None]:
     # Test traffic stays on loopback; an inherited proxy must never see it.
     saved = os.environ.get("NO_PROXY")
-    os.environ["NO_PROXY"] = "127.0.0.1,localhost" + (f",{saved}" if saved else "")
+    os.environ["NO_PROXY"] = loopback_no_proxy(saved)
     yield
     if saved is None:
         os.environ.pop("NO_PROXY", None)

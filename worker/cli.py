@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--delay", metavar="DURATION", help="run after this long, e.g. 30s, 5m")
     when.add_argument("--run-at", metavar="TIME", help="run at this ISO 8601 time with timezone")
-    enqueue.add_argument("--max-attempts", type=int, default=None, help="default: 5")
+    enqueue.add_argument(
+        "--max-attempts",
+        type=int,
+        default=None,
+        help="default: the WORKERFLEET_MAX_ATTEMPTS of the worker that claims it (5 unless set)",
+    )
     enqueue.add_argument(
         "--unique-key", metavar="KEY", help="return the live job holding KEY instead"
     )

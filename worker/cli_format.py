@@ -96,7 +96,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
             job.queue,
             job.task,
             job.state,
-            f"{job.attempt}/{job.max_attempts}",
+            f"{job.attempt}/{max_attempts_text(job)}",
             job.priority,
             job.run_at.isoformat(timespec="seconds"),
             job.worker_id,
@@ -126,11 +126,15 @@ def workers_table(workers: Sequence[WorkerRow], now: datetime) -> str:
     return render_table(headers, rows) if rows else "no workers"
 
 
+def max_attempts_text(job: Job) -> str:
+    """A job enqueued without max_attempts gets the claiming worker's: "default" until then."""
+    return "default" if job.max_attempts is None else str(job.max_attempts)
+
+
 def job_details(job: Job) -> str:
-    lines = [
-        f"{field.name}: {_show(getattr(job, field.name))}" for field in dataclasses.fields(job)
-    ]
-    return "\n".join(lines)
+    shown = {field.name: _show(getattr(job, field.name)) for field in dataclasses.fields(job)}
+    shown["max_attempts"] = max_attempts_text(job)
+    return "\n".join(f"{name}: {text}" for name, text in shown.items())
 
 
 def _show(value: object) -> str:

@@ -1,8 +1,11 @@
 """The worker's configuration: environment variables, validated once at start.
 
 The operator's Deployment builder sets exactly these variables; a person running
-``workerfleet-worker`` by hand sets the same ones. Every error names the variable
-to fix, because the only place a bad value can be seen is the pod's log.
+``workerfleet-worker`` by hand sets the same ones. This module is the one source
+of their names and defaults: the operator's ``spec.worker`` takes its defaults
+from :func:`default_of` and its variable names from :func:`variable_of`. Every
+error names the variable to fix, because the only place a bad value can be seen
+is the pod's log.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import secrets
 import socket
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 from pydantic import Field, field_validator, model_validator
@@ -28,20 +31,24 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from workerfleet.durations import Seconds
 from workerfleet.worker.connector import redact_dsn
+from workerfleet.worker.models import DEFAULT_MAX_ATTEMPTS, QUEUE_NAME_PATTERN
+from workerfleet.worker.retry import Jitter
 
 ENV_PREFIX = "WORKERFLEET_"
-QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 COMMAND_HANDLER_PREFIX = "command:"
 LEASE_HEARTBEATS = 3  # default lease = this many heartbeat intervals
 MAX_CONCURRENCY = 1000
 NONCE_BYTES = 3
 POD_UID_SHORT_CHARS = 8
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LogFormat = Literal["json", "text"]
 
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 # Fields read without the WORKERFLEET_ prefix (set by the Kubernetes downward API).
 _UNPREFIXED = {"pod_name": "POD_NAME", "pod_uid": "POD_UID", "pod_ip": "POD_IP"}
+UNPREFIXED_VARIABLES = tuple(_UNPREFIXED.values())
 _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "workerfleet_worker_environ", default=None
 )
@@ -67,17 +74,16 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval: Seconds = Field(5.0, alias="WORKERFLEET_HEARTBEAT_INTERVAL", gt=0)
     lease_duration: Seconds | None = Field(None, alias="WORKERFLEET_LEASE_DURATION", gt=0)
     job_timeout: Seconds = Field(600.0, alias="WORKERFLEET_JOB_TIMEOUT", gt=0)
-    max_attempts: int = Field(5, alias="WORKERFLEET_MAX_ATTEMPTS", ge=1)
+    # For jobs enqueued without their own: the claim gives them this (queries.sql, claim).
+    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, alias="WORKERFLEET_MAX_ATTEMPTS", ge=1)
     retry_base: Seconds = Field(1.0, alias="WORKERFLEET_RETRY_BASE", ge=0)
     retry_cap: Seconds = Field(600.0, alias="WORKERFLEET_RETRY_CAP", ge=0)
-    retry_jitter: Literal["full", "equal", "none"] = Field(
-        "equal", alias="WORKERFLEET_RETRY_JITTER"
-    )
+    retry_jitter: Jitter = Field("equal", alias="WORKERFLEET_RETRY_JITTER")
     shutdown_grace: Seconds = Field(30.0, alias="WORKERFLEET_SHUTDOWN_GRACE", ge=0)
     health_host: str | None = Field(None, alias="WORKERFLEET_HEALTH_HOST")
     health_port: int = Field(8080, alias="WORKERFLEET_HEALTH_PORT", ge=1, le=65535)
     log_level: str = Field("INFO", alias="WORKERFLEET_LOG_LEVEL")
-    log_format: Literal["json", "text"] = Field("json", alias="WORKERFLEET_LOG_FORMAT")
+    log_format: LogFormat = Field("json", alias="WORKERFLEET_LOG_FORMAT")
     health_log_interval: Seconds = Field(300.0, alias="WORKERFLEET_HEALTH_LOG_INTERVAL", gt=0)
     migrate: bool = Field(True, alias="WORKERFLEET_MIGRATE")
     # How often the workers' fallback rescue of expired leases runs (one worker per
@@ -211,6 +217,19 @@ class WorkerSettings(BaseSettings):
             "eventLoop": self.event_loop,
             "database": redact_dsn(self.dsn),
         }
+
+
+def variable_of(field: str) -> str:
+    """The environment variable that sets ``field`` of :class:`WorkerSettings`."""
+    alias = WorkerSettings.model_fields[field].alias
+    if alias is None:
+        raise KeyError(f"WorkerSettings.{field} has no environment variable")
+    return alias
+
+
+def default_of(field: str) -> Any:
+    """The worker's default for ``field`` of :class:`WorkerSettings` (durations in seconds)."""
+    return WorkerSettings.model_fields[field].get_default(call_default_factory=True)
 
 
 class _MappingEnvSource(EnvSettingsSource):

@@ -145,6 +145,7 @@ class JobLoop:
                     self.settings.queues,
                     limit,
                     self.settings.lease_seconds,
+                    default_max_attempts=self.settings.max_attempts,
                 )
         except Exception as exc:  # the loop must outlive any database trouble
             self.record_database_failure("claim", exc)
@@ -258,7 +259,7 @@ class JobLoop:
         context = tasks.JobContext(
             job_id=job.id,
             attempt=job.attempt,
-            max_attempts=job.max_attempts,
+            max_attempts=job.max_attempts or self.settings.max_attempts,  # set by the claim
             queue=job.queue,
             task=job.task,
             worker_id=self.state.worker_id,

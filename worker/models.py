@@ -90,6 +90,10 @@ def _validate_int(value: object, field: str, minimum: int) -> int:
     return value
 
 
+def validate_max_attempts(value: object, field: str = "max_attempts") -> int:
+    return _validate_int(value, field, 1)
+
+
 def _from_row(cls: type[_Row], row: Mapping[str, Any]) -> _Row:
     return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
@@ -99,9 +103,10 @@ class EnqueueRequest:
     """One job to enqueue; validated on construction.
 
     ``run_at`` (timezone-aware) and ``delay_seconds`` are alternatives; with
-    neither the job is due now. ``max_attempts=None`` takes the database's
-    default (5). A ``unique_key`` already pending or running in the queue makes
-    enqueue return that job's id instead of creating another.
+    neither the job is due now. ``max_attempts=None`` leaves it to the worker
+    that first claims the job (its WORKERFLEET_MAX_ATTEMPTS). A ``unique_key``
+    already pending or running in the queue makes enqueue return that job's id
+    instead of creating another.
     """
 
     queue: str
@@ -118,7 +123,7 @@ class EnqueueRequest:
         validate_task_name(self.task)
         _validate_int(self.priority, "priority", INT4_MIN)
         if self.max_attempts is not None:
-            _validate_int(self.max_attempts, "max_attempts", 1)
+            validate_max_attempts(self.max_attempts)
         if self.run_at is not None and self.delay_seconds is not None:
             raise InvalidJobError("run_at", "give run_at or delay_seconds, not both")
         if self.run_at is not None and (
@@ -161,7 +166,8 @@ class Job:
     priority: int
     state: str
     attempt: int
-    max_attempts: int
+    max_attempts: int | None
+    """None until the first claim when enqueued without one (see ``claim``)."""
     run_at: datetime
     created_at: datetime
     started_at: datetime | None

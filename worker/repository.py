@@ -17,7 +17,8 @@ Additions to the agreed contract (all backwards compatible):
   errors: unknown task, payload that can never work); ``dead`` or ``fenced``.
 - ``QueueStats.pending`` counts jobs due now and excludes ``scheduled``
   (pending with ``run_at`` in the future); the two are disjoint.
-- ``enqueue(max_attempts=None)`` means the database default (5).
+- ``enqueue(max_attempts=None)`` leaves it to the worker that first claims the
+  job: ``claim`` gives such jobs its ``default_max_attempts``.
 - ``rescue_expired_leases`` and ``reap_dead_workers`` put a job back at its
   own ``run_at`` (its place in line) the first time its run is lost; a job
   rescued before waits ``backoff_seconds`` x 2^(rescues - 1), at most
@@ -212,19 +213,26 @@ class Repository:
     # -- the job life cycle --------------------------------------------------
 
     async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        default_max_attempts: int = models.DEFAULT_MAX_ATTEMPTS,
     ) -> list[Job]:
-        """Lease up to ``limit`` due jobs of ``queues``, in claim order."""
+        """Lease up to ``limit`` due jobs of ``queues``, in claim order; a job enqueued
+        without max_attempts gets ``default_max_attempts`` (the worker's setting)."""
         if limit <= 0 or not queues:
             return []
         lease = models.validate_seconds(lease_seconds, "lease_seconds")
+        attempts = models.validate_max_attempts(default_max_attempts, "default_max_attempts")
         if len(queues) == 1:
             rows = await self.connector.fetch(
-                QUERIES["claim_one_queue"], worker_id, queues[0], limit, lease
+                QUERIES["claim_one_queue"], worker_id, queues[0], limit, lease, attempts
             )
         else:
             rows = await self.connector.fetch(
-                QUERIES["claim"], worker_id, list(queues), limit, lease
+                QUERIES["claim"], worker_id, list(queues), limit, lease, attempts
             )
         return models.sort_claimed([Job.from_row(row) for row in rows])
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.cluster.control_plane import REPO_ROOT
+from localcluster.control_plane import REPO_ROOT
 
 pytestmark = pytest.mark.cluster
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
 
 
 async def test_asyncpg_connects(postgres_dsn: str) -> None:

@@ -23,7 +23,7 @@ SELECT version FROM workerfleet.schema_migrations ORDER BY version;
 INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
 
 -- enqueue_many --
--- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts, $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
 SELECT workerfleet.enqueue(
     r.queue, r.task, r.payload::jsonb, r.priority,
     coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
@@ -38,12 +38,12 @@ FROM unnest(
 ORDER BY r.ord;
 
 -- enqueue_many_plain --
--- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL = 5, the column default), $7 delays_seconds; returns the ids, ascending = the order given.
+-- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 delays_seconds; returns the ids, ascending = the order given.
 WITH inserted AS (
     INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
     SELECT r.queue, r.task, r.payload::jsonb, coalesce(r.priority, 0),
         coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds), now()),
-        coalesce(r.max_attempts, 5)
+        r.max_attempts
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
         $6::integer[], $7::float8[]
@@ -57,13 +57,13 @@ WITH inserted AS (
 SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
 -- enqueue_one --
--- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL = 5, the column default), $7 delay_seconds; returns id.
+-- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 delay_seconds; returns id.
 WITH inserted AS (
     INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
     VALUES (
         $1, $2, $3::text::jsonb, coalesce($4::integer, 0),
         coalesce($5::timestamptz, now() + make_interval(secs => $7::float8), now()),
-        coalesce($6::integer, 5)
+        $6::integer
     )
     RETURNING id, queue, run_at
 )
@@ -72,7 +72,7 @@ SELECT i.id, CASE WHEN i.run_at <= now() THEN pg_notify('workerfleet_jobs', i.qu
 FROM inserted AS i;
 
 -- claim_one_queue --
--- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds; returns the claimed rows.
+-- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows.
 WITH candidates AS (
     SELECT j.id
     FROM workerfleet.jobs AS j
@@ -86,13 +86,14 @@ SET state = 'running',
     attempt = j.attempt + 1,
     worker_id = $1,
     started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $4::float8)
+    lease_expires_at = now() + make_interval(secs => $4::float8),
+    max_attempts = coalesce(j.max_attempts, $5::integer)
 FROM candidates
 WHERE j.id = candidates.id
 RETURNING j.*;
 
 -- claim --
--- Lease up to $3 claimable jobs, highest priority first: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds; returns the claimed rows.
+-- Lease up to $3 claimable jobs, highest priority first, giving the worker's max attempts to jobs enqueued without: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows.
 WITH candidates AS (
     SELECT c.id
     FROM unnest($2::text[]) AS q(queue)
@@ -112,7 +113,8 @@ SET state = 'running',
     attempt = j.attempt + 1,
     worker_id = $1,
     started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $4::float8)
+    lease_expires_at = now() + make_interval(secs => $4::float8),
+    max_attempts = coalesce(j.max_attempts, $5::integer)
 FROM candidates
 WHERE j.id = candidates.id
 RETURNING j.*;
@@ -442,7 +444,7 @@ WHERE ($1::text IS NULL OR pool = $1)
 ORDER BY pool, started_at, id;
 
 -- enqueue_on_connection --
--- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts, $7 unique_key, $8 delay_seconds; returns id.
+-- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 unique_key, $8 delay_seconds; returns id.
 SELECT workerfleet.enqueue(
     $1::text, $2::text, $3::text::jsonb, $4::integer,
     coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),

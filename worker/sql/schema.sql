@@ -21,7 +21,8 @@ CREATE TABLE workerfleet.jobs (
         CONSTRAINT jobs_state_valid
         CHECK (state IN ('pending', 'running', 'succeeded', 'dead', 'cancelled')),
     attempt integer NOT NULL DEFAULT 0 CONSTRAINT jobs_attempt_valid CHECK (attempt >= 0),
-    max_attempts integer NOT NULL DEFAULT 5
+    -- NULL until the first claim: the claiming worker gives its WORKERFLEET_MAX_ATTEMPTS.
+    max_attempts integer
         CONSTRAINT jobs_max_attempts_valid CHECK (max_attempts >= 1),
     run_at timestamptz NOT NULL DEFAULT now(),
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -38,7 +39,10 @@ CREATE TABLE workerfleet.jobs (
     rescues integer NOT NULL DEFAULT 0 CONSTRAINT jobs_rescues_valid CHECK (rescues >= 0),
     -- A running job always has a holder and a lease: fencing and recovery rely on it.
     CONSTRAINT jobs_running_is_leased
-        CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL))
+        CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    -- Failing, rescuing and reaping compare the attempt with it.
+    CONSTRAINT jobs_running_has_max_attempts
+        CHECK (state <> 'running' OR max_attempts IS NOT NULL)
 );
 
 -- Claimable rows only, in claim order: the claim reads the head of this index.
@@ -81,15 +85,16 @@ CREATE TABLE workerfleet.workers (
 CREATE INDEX workers_pool_idx ON workerfleet.workers (pool);
 
 -- Any language can enqueue: SELECT workerfleet.enqueue('emails', 'send', '{"to": "a@b"}');
--- NULL for an optional argument means its default. Returns the job id; with a
--- unique_key that is already pending or running, the id of that job instead.
+-- NULL for an optional argument means its default; a NULL max_attempts is filled in
+-- by the worker that first claims the job (its WORKERFLEET_MAX_ATTEMPTS). Returns the
+-- job id; with a unique_key that is already pending or running, the id of that job instead.
 CREATE FUNCTION workerfleet.enqueue(
     queue text,
     task text,
     payload jsonb DEFAULT NULL,
     priority integer DEFAULT 0,
     run_at timestamptz DEFAULT NULL,
-    max_attempts integer DEFAULT 5,
+    max_attempts integer DEFAULT NULL,
     unique_key text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
@@ -116,7 +121,7 @@ BEGIN
             (queue, task, payload, priority, run_at, max_attempts, unique_key)
         VALUES (
             enqueue.queue, enqueue.task, enqueue.payload, coalesce(enqueue.priority, 0),
-            effective_run_at, coalesce(enqueue.max_attempts, 5), enqueue.unique_key
+            effective_run_at, enqueue.max_attempts, enqueue.unique_key
         )
         ON CONFLICT (queue, unique_key)
             WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.control_plane import REPO_ROOT, LocalCluster
+from localcluster.control_plane import REPO_ROOT, LocalCluster
 
 CHART = REPO_ROOT / "charts" / "workerfleet"
 

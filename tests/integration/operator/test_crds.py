@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.integration.operator.support import workerpool
+from localcluster.control_plane import LocalCluster
+from tests.operator_support import workerpool
 
 pytestmark = pytest.mark.cluster
 

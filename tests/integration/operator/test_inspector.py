@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
+from localcluster.waiting import wait_for
 from workerfleet.operator import metrics, reasons
 from workerfleet.operator.errors import QueueAccessError
-from workerfleet.operator.inspector import QueueInspector
+from workerfleet.operator.inspector import IDLE_CLOSE_SECONDS, QueueInspector
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.migrations import migrate
 from workerfleet.worker.repository import Repository
@@ -87,4 +89,46 @@ async def test_a_broken_database_backs_off_without_affecting_others(postgres_dsn
     now[0] += 60
     with pytest.raises(QueueAccessError):
         await inspector.snapshot(broken)  # retried after the backoff, still broken
+    await inspector.close()
+
+
+async def test_a_rotated_dsn_leaves_no_pool_behind(
+    postgres_server: PostgresServer, postgres_dsn: str
+) -> None:
+    await seed(postgres_dsn)
+    database = urlsplit(postgres_dsn).path.lstrip("/")
+    role, password = f"r_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    postgres_server.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    postgres_server.psql(
+        f"GRANT USAGE ON SCHEMA workerfleet TO {role}; "
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA workerfleet TO {role}",
+        database=database,
+    )
+    before = (
+        f"postgresql://{role}:{password}@{postgres_server.host}:{postgres_server.port}/{database}"
+    )
+
+    def connections_of_the_old_role() -> int:
+        query = f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
+        return int(postgres_server.psql(query))
+
+    now = [1000.0]
+    inspector = QueueInspector(dead_after_seconds=60, max_age_seconds=0.0, clock=lambda: now[0])
+    assert (await inspector.snapshot(before)).queues["emails"].pending == 3
+    assert connections_of_the_old_role() >= 1
+    now[0] += IDLE_CLOSE_SECONDS / 2
+    # The Secret now names the other DSN: the pools ask with that one from here on.
+    assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
+    assert await inspector.close_idle() == 0  # not idle long enough yet
+    now[0] += IDLE_CLOSE_SECONDS / 2 + 1
+    assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
+    assert await inspector.close_idle() == 1
+    assert inspector.databases == 1
+    wait_for(
+        "the old DSN's connections to end",
+        lambda: connections_of_the_old_role() == 0,
+        timeout=10,
+        interval=0.1,
+    )
+    assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
     await inspector.close()

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.cluster.postgres import PASSWORD, free_port
+from localcluster.loopback import free_port
+from localcluster.postgres import PASSWORD
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.repository import Repository
 

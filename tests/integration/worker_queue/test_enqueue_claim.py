@@ -135,7 +135,7 @@ async def test_sql_function_enqueues_with_defaults(repo: Repository, connector: 
         "reports",
         "build",
         0,
-        5,
+        None,  # the claiming worker's WORKERFLEET_MAX_ATTEMPTS
         None,
     )
     keyed = await connector.fetchval(
@@ -219,7 +219,7 @@ async def test_claim_can_never_take_the_stats_index(
     await repo.enqueue_many([EnqueueRequest("backlog", "t") for _ in range(2_000)])
     sql = QUERIES[query].split("\n", 1)[1]
     async with connector.pool.acquire() as connection:
-        plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0)
+        plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0, 5)
         assert "jobs_claimable_idx" in json.dumps(plan)
         transaction = connection.transaction()
         await transaction.start()
@@ -228,7 +228,7 @@ async def test_claim_can_never_take_the_stats_index(
             await connection.execute("DROP INDEX workerfleet.jobs_claimable_idx")
             await connection.execute("SET LOCAL enable_seqscan = off")
             fallback = await connection.fetchval(
-                f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0
+                f"EXPLAIN (FORMAT JSON) {sql}", "w", queues, 16, 30.0, 5
             )
         finally:
             await transaction.rollback()

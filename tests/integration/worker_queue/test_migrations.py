@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.cluster.postgres import PASSWORD, PG_BIN_DIR, PostgresServer
+from localcluster.postgres import PASSWORD, PG_BIN_DIR, PostgresServer
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.migrations import available_migrations, migrate
 from workerfleet.worker.queries import sql_text

@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
 from tests.integration.worker_runtime import runtime_tasks
 from tests.integration.worker_runtime.support import Worker
 from workerfleet.worker import migrations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import json
 import os
@@ -11,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.postgres import free_port
+from localcluster.loopback import free_port
+from localcluster.waiting import wait_for_async
 from tests.integration.worker_runtime import runtime_tasks
 
 WORKER_BINARY = Path(sys.executable).parent / "workerfleet-worker"
@@ -166,16 +165,7 @@ class Worker:
 
 async def eventually(check: Callable[[], Any], what: str, within: float = WAIT_SECONDS) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(POLL_SECONDS)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return await wait_for_async(what, check, timeout=within, interval=POLL_SECONDS)
 
 
 async def wait_ready(worker: Worker, within: float = WAIT_SECONDS) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
 from tests.integration.worker_runtime import runtime_tasks
 from tests.integration.worker_runtime.support import Worker, eventually, wait_ready
 from workerfleet.worker.connector import Connector

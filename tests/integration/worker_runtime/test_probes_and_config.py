@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.postgres import PASSWORD, PostgresServer
+from localcluster.postgres import PASSWORD, PostgresServer
 from tests.integration.worker_runtime.support import (
     WORKER_BINARY,
     Worker,

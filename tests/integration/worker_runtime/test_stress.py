@@ -15,7 +15,7 @@ import signal
 
 import asyncpg
 
-from tests.cluster.postgres import PostgresServer
+from localcluster.postgres import PostgresServer
 from tests.integration.worker_runtime.support import Worker, eventually, wait_ready
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import EnqueueRequest

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.cluster.postgres import free_port
+from localcluster.loopback import free_port
 from workerfleet.worker import handlers, main
 from workerfleet.worker.config import load_settings
 from workerfleet.worker.listener import Listener

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from workerfleet.operator import models, monitor, reasons
-from workerfleet.operator.monitor import PoolRef, RunTotals
+from workerfleet.operator.models import MonitorTotals
+from workerfleet.operator.monitor import PoolRef
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,7 +45,7 @@ def test_status_accumulates_totals() -> None:
         {},
         generation=1,
         pools=pools,
-        run=RunTotals(stuck_jobs_rescued=2, jobs_released=1),
+        run=MonitorTotals(stuck_jobs_rescued=2, jobs_released=1),
         problems=[],
         now=NOW,
     )
@@ -55,7 +56,12 @@ def test_status_accumulates_totals() -> None:
     (ready,) = first["conditions"]
     assert (ready["status"], ready["reason"]) == ("True", reasons.RAN)
     second = monitor.monitor_status(
-        first, generation=1, pools=pools, run=RunTotals(stuck_jobs_rescued=1), problems=[], now=NOW
+        first,
+        generation=1,
+        pools=pools,
+        run=MonitorTotals(stuck_jobs_rescued=1),
+        problems=[],
+        now=NOW,
     )
     assert second["totals"]["stuckJobsRescued"] == 3
     assert second["recovered"] == 4
@@ -66,7 +72,7 @@ def test_problems_make_the_monitor_not_ready() -> None:
         {},
         generation=1,
         pools=[],
-        run=RunTotals(),
+        run=MonitorTotals(),
         problems=["pools a: Secret ns/db not found"],
         now=NOW,
     )
@@ -75,6 +81,22 @@ def test_problems_make_the_monitor_not_ready() -> None:
 
 
 def test_describe_run() -> None:
-    assert monitor.describe_run(RunTotals()) is None
-    text = monitor.describe_run(RunTotals(stuck_jobs_rescued=2, pods_restarted=1))
+    assert monitor.describe_run(MonitorTotals()) is None
+    text = monitor.describe_run(MonitorTotals(stuck_jobs_rescued=2, pods_restarted=1))
     assert text == "2 jobs rescued from expired leases, 1 hung worker pods deleted"
+
+
+def test_every_total_has_its_metric_label_and_words() -> None:
+    assert set(monitor.TOTAL_WORDS) == set(MonitorTotals.model_fields)
+    labels = [label for label, _ in monitor.TOTAL_WORDS.values()]
+    assert len(set(labels)) == len(labels)
+
+
+def test_totals_add_field_by_field() -> None:
+    one = MonitorTotals(stuck_jobs_rescued=1, jobs_pruned=4)
+    two = MonitorTotals(stuck_jobs_rescued=2, pods_restarted=1, jobs_released=5)
+    summed = one.plus(two)
+    assert summed == MonitorTotals(
+        stuck_jobs_rescued=3, jobs_pruned=4, pods_restarted=1, jobs_released=5
+    )
+    assert summed.recovered == 8

@@ -1,16 +1,71 @@
+"""What importing the operator registers with kopf: each handler on the resource, cause and
+field it is meant for, the indexes under the names the handlers read them by, one startup
+handler for every kopf setting, and no finalizer anywhere."""
+
 from __future__ import annotations
+
+from typing import Any
 
 import kopf
 
-from workerfleet.operator import main
+from workerfleet.operator import handlers, kopf_glue, main, monitor
+
+# Read as plain data: kopf types its registry for registering, not for reading back.
+REGISTRY: Any = kopf.get_default_registry()
 
 
-def test_no_handler_puts_a_finalizer_on_pools_or_monitors() -> None:
-    registry = kopf.get_default_registry()
-    spawning = [
-        h for h in registry._spawning.get_all_handlers() if h.id in ("pool_tick", "monitor_tick")
+def resource_of(handler: Any) -> tuple[str | None, str | None, str | None]:
+    selector = handler.selector
+    return (selector.group, selector.version, selector.any_name)
+
+
+def test_workerpools_are_reconciled_on_create_resume_and_spec_updates_only() -> None:
+    reconciles = [
+        h for h in REGISTRY._changing.get_all_handlers() if h.fn is handlers.reconcile_pool
     ]
-    assert len(spawning) == 2
-    assert not any(h.requires_finalizer for h in spawning)
-    assert not any(h.requires_finalizer for h in registry._changing.get_all_handlers())
-    assert main.configure is not None
+    assert {(h.reason, h.initial, h.field) for h in reconciles} == {
+        (kopf.Reason.CREATE, None, None),
+        (kopf.Reason.UPDATE, None, ("spec",)),
+        (None, True, None),  # resume: every pool once when the operator starts
+    }
+    assert {resource_of(h) for h in reconciles} == {kopf_glue.WORKERPOOLS}
+    assert len(REGISTRY._changing.get_all_handlers()) == len(reconciles)
+
+
+def test_timers_tick_on_their_resource_and_hold_no_finalizer() -> None:
+    timers = {h.fn: h for h in REGISTRY._spawning.get_all_handlers()}
+    assert set(timers) == {handlers.pool_tick, monitor.monitor_tick}
+    pool_tick, monitor_tick = timers[handlers.pool_tick], timers[monitor.monitor_tick]
+    assert (resource_of(pool_tick), pool_tick.interval, pool_tick.sharp) == (
+        kopf_glue.WORKERPOOLS,
+        handlers.TIMER_INTERVAL_SECONDS,
+        True,
+    )
+    assert (resource_of(monitor_tick), monitor_tick.interval) == (
+        kopf_glue.MONITORS,
+        monitor.MONITOR_TICK_SECONDS,
+    )
+    # Deleting a pool, a Monitor or their namespace never waits for the operator.
+    assert not any(h.requires_finalizer for h in timers.values())
+    assert not any(h.requires_finalizer for h in REGISTRY._changing.get_all_handlers())
+
+
+def test_indexes_are_registered_under_the_names_the_handlers_read() -> None:
+    indexes = {str(h.id): h for h in REGISTRY._indexing.get_all_handlers()}
+    children = {
+        handlers.PODS_INDEX: "pods",
+        handlers.DEPLOYMENTS_INDEX: "deployments",
+        handlers.SERVICES_INDEX: "services",
+    }
+    for name, plural in children.items():
+        assert resource_of(indexes[name])[2] == plural, name
+        assert indexes[name].labels == handlers.MANAGED, name  # only the operator's children
+    assert resource_of(indexes["pool_refs"]) == kopf_glue.WORKERPOOLS  # the Monitor's
+
+
+def test_one_startup_handler_makes_every_kopf_setting() -> None:
+    activities = {h.fn: h.activity.value for h in REGISTRY._activities.get_all_handlers()}
+    assert activities[main.configure] == "startup"
+    assert activities[main.shutdown] == "cleanup"
+    startups = [fn for fn, activity in activities.items() if activity == "startup"]
+    assert startups == [main.configure]

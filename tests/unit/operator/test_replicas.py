@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tests.unit.operator.conftest import spec_dict
-from workerfleet.operator import models, replicas
+from workerfleet.operator import models, reasons, replicas
 
 
 def inputs(**overrides: object) -> replicas.ReplicaInputs:
@@ -11,9 +11,9 @@ def inputs(**overrides: object) -> replicas.ReplicaInputs:
 
 def test_minimum_until_the_autoscaler_takes_over() -> None:
     decision = replicas.decide(inputs(replicas={"min": 3, "max": 5}))
-    assert decision == replicas.ReplicaDecision(3, replicas.REASON_MINIMUM)
+    assert decision == replicas.ReplicaDecision(3, reasons.REPLICAS_MINIMUM)
 
 
 def test_kubectl_scale_override_wins() -> None:
     decision = replicas.decide(inputs(replicas={"min": 3, "max": 5, "override": 0}))
-    assert decision == replicas.ReplicaDecision(0, replicas.REASON_OVERRIDE)
+    assert decision == replicas.ReplicaDecision(0, reasons.REPLICAS_OVERRIDE)

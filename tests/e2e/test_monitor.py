@@ -1,0 +1,183 @@
+"""A Monitor runs the queue's recovery primitives for the pools it selects."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import pytest
+
+from localcluster.control_plane import LocalCluster
+from localcluster.operator_process import OperatorProcess
+from localcluster.waiting import wait_for
+from tests.operator_support import (
+    apply,
+    condition,
+    enqueue,
+    event_reasons,
+    is_ready,
+    kubectl_json,
+    pid_of,
+    pods,
+    prepare_queue,
+    run,
+    secret,
+    wide_table,
+    workerpool,
+)
+from workerfleet.worker.connector import Connector
+from workerfleet.worker.models import Job
+from workerfleet.worker.repository import Repository
+
+pytestmark = pytest.mark.cluster
+
+
+def strand_a_job(dsn: str) -> int:
+    """A job claimed by a worker that then falls silent (its lease runs out)."""
+
+    async def go() -> int:
+        async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+            repository = Repository(connector)
+            await repository.register_worker("ghost-1", "elsewhere/ghost", ["orphans"], None, "0")
+            job_id = await repository.enqueue("orphans", "echo", {"x": 1})
+            (claimed,) = await repository.claim("ghost-1", ["orphans"], 1, lease_seconds=1.0)
+            assert claimed.id == job_id
+            return job_id
+
+    return run(go)
+
+
+def job(dsn: str, job_id: int) -> Job | None:
+    async def go() -> Job | None:
+        async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+            return await Repository(connector).get_job(job_id)
+
+    return run(go)
+
+
+def monitor_status(cluster: LocalCluster, namespace: str) -> dict[str, object]:
+    found = kubectl_json(cluster, "monitor", "mail", "-n", namespace)
+    return (found or {}).get("status") or {}
+
+
+def test_monitor_rescues_expired_leases_and_reaps_dead_workers(
+    crds: LocalCluster, namespace: str, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    prepare_queue(postgres_dsn)
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    pool = workerpool("emails", namespace, "emails", replicas={"min": 1, "max": 1})
+    pool["metadata"]["labels"] = {"team": "mail"}
+    apply(crds, pool)
+    other = workerpool("reports", namespace, "reports", replicas={"min": 0, "max": 1})
+    apply(crds, other)
+    job_id = strand_a_job(postgres_dsn)
+    enqueue(postgres_dsn, "emails", "echo", {"keep": False}, count=3)
+
+    apply(
+        crds,
+        {
+            "apiVersion": "workerfleet.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": "mail", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"team": "mail"}},
+                "interval": "2s",
+                "deadWorkerAfter": "3s",
+                "retention": {"succeeded": "1s"},
+            },
+        },
+    )
+    status = wait_for(
+        "the Monitor to rescue the stranded job and reap its worker",
+        lambda: (
+            (s := monitor_status(crds, namespace))
+            and isinstance(totals := s.get("totals"), dict)
+            and totals["stuckJobsRescued"] >= 1
+            and totals["deadWorkersReaped"] >= 1
+            and totals["jobsPruned"] >= 3
+            and s
+        ),
+        timeout=60,
+    )
+    assert status["pools"] == 1
+    assert status["poolNames"] == ["emails"]
+    assert isinstance(status["recovered"], int)
+    assert status["recovered"] >= 1
+    assert condition(status, "Ready")["status"] == "True"
+    rescued = job(postgres_dsn, job_id)
+    assert rescued is not None
+    assert rescued.state == "pending"  # no pool serves "orphans": it waits for one
+    assert rescued.worker_id is None or rescued.lease_expires_at is None
+
+    (row,) = wide_table(crds, namespace, "monitors")
+    assert row["POOLS"] == "1"
+    assert int(row["RECOVERED"]) >= 1
+    assert row["LAST RUN"] not in ("", "<none>", "<unknown>")
+    listed = crds.kubectl("get", "workerfleet", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == [
+        "monitor.workerfleet.dev/mail",
+        "workerpool.workerfleet.dev/emails",
+        "workerpool.workerfleet.dev/reports",
+    ]
+    wait_for(
+        "a Recovery event on the Monitor",
+        lambda: "Recovery" in event_reasons(crds, namespace, kind="Monitor"),
+        timeout=10,
+    )
+
+
+def test_monitor_deletes_the_pod_of_a_hung_worker(
+    crds: LocalCluster, namespace: str, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    prepare_queue(postgres_dsn)
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    pool = workerpool("emails", namespace, "emails", replicas={"min": 1, "max": 1})
+    pool["metadata"]["labels"] = {"team": "mail"}
+    apply(crds, pool)
+    (worker,) = wait_for(
+        "a ready worker",
+        lambda: [p for p in pods(crds, namespace, "emails") if is_ready(p)],
+        timeout=90,
+    )
+    pid = pid_of(worker)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: no heartbeat, no probe answers
+    try:
+        apply(
+            crds,
+            {
+                "apiVersion": "workerfleet.dev/v1alpha1",
+                "kind": "Monitor",
+                "metadata": {"name": "mail", "namespace": namespace},
+                "spec": {
+                    "selector": {"matchLabels": {"team": "mail"}},
+                    "interval": "1s",
+                    "deadWorkerAfter": "3s",
+                    "restartHungWorkers": True,
+                },
+            },
+        )
+        status = wait_for(
+            "the Monitor to delete the hung worker's pod",
+            lambda: (
+                (s := monitor_status(crds, namespace))
+                and isinstance(totals := s.get("totals"), dict)
+                and totals["podsRestarted"] >= 1
+                and s
+            ),
+            timeout=60,
+        )
+        assert isinstance(status["totals"], dict)
+        assert status["totals"]["deadWorkersReaped"] >= 1
+        wait_for(
+            "the hung pod to be terminating or gone",
+            lambda: (
+                worker["metadata"]["name"]
+                not in [p["metadata"]["name"] for p in pods(crds, namespace, "emails")]
+            ),
+            timeout=30,
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
