@@ -32,6 +32,7 @@ from workerfleet.worker.cli_commands import (
     cmd_jobs_retry,
     cmd_jobs_show,
     cmd_migrate,
+    cmd_recount,
     cmd_recover,
     cmd_stats,
     cmd_workers_list,
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser(
         "migrate", help="apply missing migrations (idempotent, safe to run concurrently)"
     ).set_defaults(handler=cmd_migrate)
+    recount = db_commands.add_parser(
+        "recount",
+        help="rebuild the depth counters from the jobs table (after writes made with "
+        "triggers off); prints what had drifted",
+    )
+    recount.add_argument("--json", action="store_true", help="every queue and state as JSON")
+    recount.set_defaults(handler=cmd_recount)
 
     enqueue = commands.add_parser("enqueue", help="put a job (or --count jobs) on a queue")
     enqueue.add_argument("queue", metavar="QUEUE", help="queue name ([a-z0-9][a-z0-9_.-]*)")

@@ -22,6 +22,7 @@ import asyncpg
 from workerfleet.durations import DurationError, format_duration, parse_duration
 from workerfleet.worker import migrations
 from workerfleet.worker.cli_format import (
+    drift_table,
     job_details,
     jobs_table,
     stats_table,
@@ -92,6 +93,21 @@ def parse_seconds(text: str, option: str) -> float:
 async def cmd_migrate(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
     applied = await migrations.migrate(repo.connector)
     print(f"applied {', '.join(applied)}" if applied else "schema up to date", file=out)
+    return EXIT_OK
+
+
+async def cmd_recount(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
+    rows = await repo.recount_jobs()
+    if args.json:
+        print(to_json(rows), file=out)
+        return EXIT_OK
+    drifted = [row for row in rows if row.drift]
+    total = sum(row.counted for row in rows)
+    if drifted:
+        print(drift_table(drifted), file=out)
+        print(f"\ncounters rebuilt from {total} jobs", file=out)
+    else:
+        print(f"counters agreed with the jobs table ({total} jobs)", file=out)
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from workerfleet.durations import format_duration
-from workerfleet.worker.models import Job, QueueStats, WorkerRow, WorkerStats
+from workerfleet.worker.models import CountDrift, Job, QueueStats, WorkerRow, WorkerStats
 
 ERROR_COLUMN_MAX_CHARS = 60
 
@@ -79,6 +79,13 @@ def worker_stats_table(stats: Sequence[WorkerStats]) -> str:
     headers = ["POOL", "ONLINE", "BUSY", "IDLE", "DRAINING", "DEAD"]
     rows = [[s.pool, s.online, s.busy, s.idle, s.draining, s.dead] for s in stats]
     return render_table(headers, rows) if rows else "no workers"
+
+
+def drift_table(rows: Sequence[CountDrift]) -> str:
+    """The (queue, state) pairs whose depth counters were off, and by how much."""
+    headers = ["QUEUE", "STATE", "JOBS", "COUNTERS WERE OFF BY"]
+    lines = [[row.queue, row.state, row.counted, f"{row.drift:+d}"] for row in rows]
+    return render_table(headers, lines)
 
 
 def jobs_table(jobs: Sequence[Job]) -> str:

@@ -86,6 +86,10 @@ class WorkerSettings(BaseSettings):
     log_format: LogFormat = Field("json", alias="WORKERFLEET_LOG_FORMAT")
     health_log_interval: Seconds = Field(300.0, alias="WORKERFLEET_HEALTH_LOG_INTERVAL", gt=0)
     migrate: bool = Field(True, alias="WORKERFLEET_MIGRATE")
+    # How often the workers' fallback rescue of expired leases runs (one worker per
+    # database at a time, so a queue without a Monitor never keeps a job stuck);
+    # 0 turns it off.
+    rescue_interval: Seconds = Field(30.0, alias="WORKERFLEET_RESCUE_INTERVAL", ge=0)
     # uvloop cuts the loop's own cost per job by about a fifth; asyncio is the fallback.
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", alias="WORKERFLEET_EVENT_LOOP")
     pod_name: str | None = Field(None, alias="POD_NAME")
@@ -209,6 +213,7 @@ class WorkerSettings(BaseSettings):
             "shutdownGrace": self.shutdown_grace,
             "healthLogInterval": self.health_log_interval,
             "migrate": self.migrate,
+            "rescueInterval": self.rescue_interval,
             "eventLoop": self.event_loop,
             "database": redact_dsn(self.dsn),
         }

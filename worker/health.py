@@ -14,6 +14,7 @@ import platform
 import resource
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -61,6 +62,8 @@ class DatabaseStatus:
     connected: bool | None = None  # None: not checked yet
     last_check: dt.datetime | None = None
     last_error: str | None = None
+    # Monotonic time since when every call has reached it (None while unreachable).
+    up_since: float | None = None
 
 
 @dataclass
@@ -83,8 +86,11 @@ class RuntimeState:
     queue_stats: Sequence[QueueStats] = ()
     queue_stats_at: dt.datetime | None = None
 
-    def database_ok(self, now: dt.datetime) -> None:
-        self.database = DatabaseStatus(connected=True, last_check=now)
+    def database_ok(self, now: dt.datetime, now_monotonic: float | None = None) -> None:
+        up_since = self.database.up_since if self.database.connected else None
+        if up_since is None:
+            up_since = time.monotonic() if now_monotonic is None else now_monotonic
+        self.database = DatabaseStatus(connected=True, last_check=now, up_since=up_since)
 
     def database_failed(self, now: dt.datetime, error: BaseException) -> None:
         self.database = DatabaseStatus(

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import time
 
-from workerfleet.worker import connector
 from workerfleet.worker.health import JobKey, RuntimeState
-from workerfleet.worker.logging_setup import LOGGER_NAME
 from workerfleet.worker.loop import JobLoop
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.models import JobRef
@@ -24,8 +21,6 @@ from workerfleet.worker.repository import Repository
 # A beat that takes longer than this many intervals is abandoned and counted as failed.
 BEAT_TIMEOUT_INTERVALS = 2.0
 BEAT_TIMEOUT_MIN_SECONDS = 5.0
-
-log = logging.getLogger(LOGGER_NAME + ".heartbeat")
 
 
 def running_refs(state: RuntimeState) -> dict[JobKey, JobRef]:
@@ -84,9 +79,7 @@ class Heartbeat:
                     counts.failed,
                 )
         except Exception as exc:  # the heartbeat must outlive any database trouble
-            self.loop.record_database_failure("heartbeat", exc)
-            if not isinstance(exc, connector.TRANSIENT_ERRORS):
-                log.error("heartbeat failed", extra={"error": connector.describe_error(exc)})
+            self.loop.record_database_failure("heartbeat", exc)  # logs what is worth it
             return False
         now = time.monotonic()
         self.state.last_heartbeat_ok = now

@@ -31,9 +31,11 @@ T = TypeVar("T")
 CLAIM_COOLDOWN_SECONDS = 0.005
 # A database that stops answering (rather than refusing) must not wedge the loop.
 CLAIM_TIMEOUT_SECONDS = 10.0
-# How long a finished job keeps trying to record its end while the database is down.
-# Past the lease its claim has expired anyway: the recovery re-runs it (at least once).
-RECORD_END_MIN_DEADLINE_SECONDS = 30.0
+# How long a finished job keeps trying to record its end (the heartbeat keeps its
+# lease meanwhile): long enough to ride out a database restart or a minute's
+# outage. Past it the job leaves this worker, its lease runs out and the recovery
+# runs it again (at least once).
+RECORD_END_MIN_DEADLINE_SECONDS = 120.0
 
 
 log = logging.getLogger(LOGGER_NAME + ".loop")
@@ -163,11 +165,20 @@ class JobLoop:
         self.metrics.database_up.set(1)
 
     def record_database_failure(self, operation: str, exc: BaseException) -> None:
+        self.metrics.database_errors.labels(operation=operation).inc()
+        kind = connector.classify_error(exc)
+        if kind == "conflict":
+            # The server broke a lock conflict: the database itself is fine.
+            self.metrics.database_conflicts.labels(operation=operation).inc()
+            log.warning(
+                "database conflict (deadlock or serialization failure)",
+                extra={"operation": operation, "error": connector.describe_error(exc)},
+            )
+            return
         was_connected = self.state.database.connected is not False
         self.state.database_failed(dt.datetime.now(dt.UTC), exc)
         self.metrics.database_up.set(0)
-        self.metrics.database_errors.labels(operation=operation).inc()
-        if not isinstance(exc, connector.TRANSIENT_ERRORS):
+        if kind == "unexpected":
             log.error("database call failed", extra={"operation": operation}, exc_info=exc)
         elif was_connected:
             log.warning(
@@ -378,7 +389,13 @@ class JobLoop:
     async def _record_end(
         self, key: JobKey, operation: str, write: Callable[[], Awaitable[T]]
     ) -> T | None:
-        """``write()``, retried while the database is unreachable; None = gave up."""
+        """``write()`` until it lands (its result, which says whether we were fenced);
+        None = gave up at the deadline.
+
+        Every error is retried: a conflict at once, anything else after a backoff
+        (on a fresh connection when the old one broke). The job stays in
+        ``state.running`` meanwhile, so the heartbeat keeps extending its lease.
+        """
         self._ending.add(key)
         deadline = time.monotonic() + max(
             self.settings.lease_seconds, RECORD_END_MIN_DEADLINE_SECONDS
@@ -387,7 +404,7 @@ class JobLoop:
         while True:
             try:
                 outcome = await write()  # a hung server is cut off by the pool's command timeout
-            except connector.TRANSIENT_ERRORS as exc:
+            except Exception as exc:
                 self.record_database_failure(operation, exc)
                 if time.monotonic() >= deadline:
                     log.error(
@@ -396,7 +413,8 @@ class JobLoop:
                         extra={"operation": operation, "error": connector.describe_error(exc)},
                     )
                     return None
-                await asyncio.sleep(backoff.next_delay())
+                if connector.classify_error(exc) != "conflict":
+                    await asyncio.sleep(backoff.next_delay())
                 continue
             self.record_database_ok()
             return outcome

@@ -2,7 +2,8 @@
 
 Start: configuration -> logging -> handlers -> probe server -> database
 (retried with backoff; migrations unless disabled) -> register -> the job loop
-and its supervised side tasks (heartbeat, LISTEN, health log). If any of them
+and its supervised side tasks (heartbeat, LISTEN, health log, the fallback
+rescue of expired leases). If any of them
 dies, the worker drains and exits non-zero rather than limping on.
 
 Stop (SIGTERM/SIGINT): stop claiming, turn unready (state ``draining``), let
@@ -33,6 +34,7 @@ from workerfleet.worker.logging_setup import LOGGER_NAME, configure_logging
 from workerfleet.worker.loop import JobLoop
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.repository import Repository
+from workerfleet.worker.rescuer import FallbackRescuer
 from workerfleet.worker.signals import StopSignals
 
 EXIT_OK = 0
@@ -283,6 +285,15 @@ class WorkerProcess:
             _task(listener.run(self.side_stop), "listener"): "listener",
             _task(self._health_log(), "health-log"): "health log",
         }
+        if self.settings.rescue_interval > 0:
+            rescuer = FallbackRescuer(
+                repository,
+                self.state,
+                self.metrics,
+                self.settings.rescue_interval,
+                self.settings.lease_seconds,
+            )
+            side[_task(rescuer.run(self.side_stop), "fallback-rescue")] = "fallback rescue"
         fetch = _task(job_loop.fetch_until_stopped(), "fetch")
         stop_wait = _task(self.stop_requested.wait(), "stop-wait")
         done, _ = await asyncio.wait({fetch, stop_wait, *side}, return_when=asyncio.FIRST_COMPLETED)

@@ -81,8 +81,22 @@ class WorkerMetrics:
         )  # fmt: skip
         self.database_errors = Counter(
             f"{PREFIX}_database_errors",
-            "Database calls that failed because the database was unreachable",
+            "Database calls that failed (unreachable, conflicts, other errors), by operation",
             ["operation"],
+            registry=r,
+        )
+        self.database_conflicts = Counter(
+            f"{PREFIX}_database_conflicts",
+            "Database calls the server rolled back to break a deadlock or serialization "
+            "conflict (retried at once), by operation",
+            ["operation"],
+            registry=r,
+        )
+        self.fallback_rescued = Counter(
+            f"{PREFIX}_fallback_rescued_jobs",
+            "Jobs with an expired lease that this worker's fallback rescue handed back, "
+            "by outcome (pending again, or dead when out of attempts)",
+            ["outcome"],
             registry=r,
         )
         self.current_jobs = Gauge(

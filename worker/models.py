@@ -178,6 +178,7 @@ class Job:
     last_traceback: str | None
     result: Any
     unique_key: str | None
+    rescues: int  # how often a run of it was lost and it was put back
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -253,6 +254,21 @@ class WorkerRow:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["queues"] = tuple(values["queues"] or ())
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class CountDrift:
+    """One (queue, state) after a recount: the true count, and how far the
+    depth counters were off (recorded - true; 0 when they agreed)."""
+
+    queue: str
+    state: str
+    counted: int
+    drift: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CountDrift:
+        return _from_row(cls, row)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,21 @@ Additions to the agreed contract (all backwards compatible):
   (pending with ``run_at`` in the future); the two are disjoint.
 - ``enqueue(max_attempts=None)`` leaves it to the worker that first claims the
   job: ``claim`` gives such jobs its ``default_max_attempts``.
-- ``rescue_expired_leases`` and ``reap_dead_workers`` take an optional
-  ``retry_delay_seconds`` (default 0: due at once).
+- ``rescue_expired_leases`` and ``reap_dead_workers`` put a job back at its
+  own ``run_at`` (its place in line) the first time its run is lost; a job
+  rescued before waits ``backoff_seconds`` x 2^(rescues - 1), at most
+  ``backoff_cap_seconds`` (a poison pill must not keep jumping the queue).
 - ``ReapResult`` also carries ``jobs_dead`` (out of attempts), ``worker_ids``
   and ``pods`` (for restarting hung pods).
 - ``cancel`` also cancels a running job (its holder is then fenced out and
   sees the job missing from its next heartbeat); ``retry_dead`` also
   re-queues a cancelled job.
 - ``prune_workers(older_than_seconds)`` deletes offline/dead worker rows.
+- ``recount_jobs()`` rebuilds the depth counters from the jobs table and says
+  how far they had drifted; ``fold_job_counts()`` merges the counter rows of
+  backends that have gone.
+- ``rescue_unless_another_does()``: the workers' fallback housekeeping (rescue
+  plus fold) under an advisory lock, None when another process holds it.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 from workerfleet.worker import models
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import (
+    CountDrift,
     EnqueueRequest,
     Job,
     JobRef,
@@ -65,6 +73,12 @@ NOTIFY_CHANNEL = "workerfleet_jobs"
 PRUNE_BATCH_ROWS = 10_000
 # Upper bound of one group-commit statement; more waiting completions take another.
 COMPLETE_BATCH_MAX_JOBS = 500
+# A job whose run is lost again (it was rescued before) waits this long before it
+# may run again, doubling with each further rescue up to the cap.
+RESCUE_BACKOFF_SECONDS = 30.0
+RESCUE_BACKOFF_CAP_SECONDS = 600.0
+# Any fixed bigint shared by every workerfleet process: "wfrescue" in ASCII.
+HOUSEKEEPING_LOCK_KEY = 0x7766726573637565
 
 _RefKey = tuple[int, str, int]
 _Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
@@ -131,12 +145,17 @@ class _CompletionBatcher:
 async def _complete_many(
     connector: Connector, items: Sequence[tuple[JobRef, str | None]]
 ) -> list[bool]:
+    # A claim given twice is sent once, with its first result: as if sequential.
+    first: dict[_RefKey, tuple[JobRef, str | None]] = {}
+    for ref, result in items:
+        first.setdefault(_key(ref), (ref, result))
+    unique = list(first.values())
     rows = await connector.fetch(
         QUERIES["complete_many"],
-        [ref.id for ref, _ in items],
-        [ref.worker_id for ref, _ in items],
-        [ref.attempt for ref, _ in items],
-        [result for _, result in items],
+        [ref.id for ref, _ in unique],
+        [ref.worker_id for ref, _ in unique],
+        [ref.attempt for ref, _ in unique],
+        [result for _, result in unique],
     )
     recorded = {(row["id"], row["worker_id"], row["attempt"]) for row in rows}
     return _grant([ref for ref, _ in items], recorded)
@@ -366,21 +385,30 @@ class Repository:
 
     # -- recovery and retention ------------------------------------------------
 
-    async def rescue_expired_leases(self, retry_delay_seconds: float = 0.0) -> RescueResult:
+    async def rescue_expired_leases(
+        self,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> RescueResult:
         row = await self.connector.fetchrow(
             QUERIES["rescue_expired_leases"],
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+            models.validate_seconds(backoff_seconds, "backoff_seconds"),
+            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
         )
         assert row is not None  # an aggregate always returns one row
         return RescueResult(rescued=row["rescued"], dead=row["dead"])
 
     async def reap_dead_workers(
-        self, older_than_seconds: float, retry_delay_seconds: float = 0.0
+        self,
+        older_than_seconds: float,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
     ) -> ReapResult:
         row = await self.connector.fetchrow(
             QUERIES["reap_dead_workers"],
             models.validate_seconds(older_than_seconds, "older_than_seconds"),
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+            models.validate_seconds(backoff_seconds, "backoff_seconds"),
+            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
         )
         assert row is not None  # scalar subqueries always return one row
         return ReapResult(
@@ -390,6 +418,36 @@ class Repository:
             worker_ids=tuple(row["worker_ids"]),
             pods=tuple(row["pods"]),
         )
+
+    async def rescue_unless_another_does(
+        self,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> RescueResult | None:
+        """The workers' fallback housekeeping: rescue expired leases and fold the
+        counters of gone backends, unless another process is doing it right now
+        (then None). One transaction under a transaction-level advisory lock."""
+        backoff = models.validate_seconds(backoff_seconds, "backoff_seconds")
+        cap = models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds")
+        async with self.connector.transaction() as connection:
+            if not await connection.fetchval(
+                QUERIES["housekeeping_try_lock"], HOUSEKEEPING_LOCK_KEY
+            ):
+                return None
+            row = await connection.fetchrow(QUERIES["rescue_expired_leases"], backoff, cap)
+            await connection.fetchval(QUERIES["fold_job_counts"])
+        assert row is not None  # an aggregate always returns one row
+        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+
+    async def fold_job_counts(self) -> int:
+        """Merge the depth counters of backends that have gone; returns the rows folded."""
+        return int(await self.connector.fetchval(QUERIES["fold_job_counts"]))
+
+    async def recount_jobs(self) -> list[CountDrift]:
+        """Rebuild the depth counters from the jobs table; every (queue, state)
+        with its true count and how far the counters were off."""
+        rows = await self.connector.fetch(QUERIES["recount_jobs"])
+        return [CountDrift.from_row(row) for row in rows]
 
     async def prune_finished(
         self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES

@@ -120,7 +120,9 @@ WHERE j.id = candidates.id
 RETURNING j.*;
 
 -- heartbeat --
--- Refresh the worker row and extend the leases it still holds: $1 worker_id, $2 job ids (bigint[]), $3 attempts (int[]), $4 lease_seconds, $5 current_jobs, $6 jobs_succeeded, $7 jobs_failed; returns the ids still held.
+-- Refresh the worker row, then extend the leases it still holds: $1 worker_id, $2 job ids (bigint[]), $3 attempts (int[]), $4 lease_seconds, $5 current_jobs, $6 jobs_succeeded, $7 jobs_failed; returns the ids still held.
+-- Lock order, the same in every statement that writes several rows: the worker
+-- row, then job rows by ascending id, then the counter rows (the triggers).
 WITH worker AS (
     UPDATE workerfleet.workers
     SET heartbeat_at = now(),
@@ -131,23 +133,43 @@ WITH worker AS (
         state = CASE WHEN state = 'dead' THEN 'online' ELSE state END
     WHERE id = $1
     RETURNING id
+), held AS (
+    SELECT j.id
+    FROM workerfleet.jobs AS j
+    JOIN unnest($2::bigint[], $3::integer[]) AS mine(id, attempt)
+        ON j.id = mine.id AND j.attempt = mine.attempt
+    WHERE j.worker_id = $1 AND j.state = 'running'
+        -- Always true, and evaluated once before any job row is read: the worker
+        -- row is locked first, as reap_dead_workers locks it.
+        AND (SELECT count(*) FROM worker) >= 0
+    ORDER BY j.id
+    FOR UPDATE OF j
 )
 UPDATE workerfleet.jobs AS j
 SET lease_expires_at = now() + make_interval(secs => $4::float8)
-FROM unnest($2::bigint[], $3::integer[]) AS held(id, attempt)
-WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $1
-    AND j.state = 'running'
+FROM held
+WHERE j.id = held.id
 RETURNING j.id;
 
 -- complete_many --
 -- Record success for each job the caller still holds, in one statement; parallel arrays: $1 ids, $2 worker_ids, $3 attempts, $4 results (JSON text); returns (id, worker_id, attempt) of the jobs recorded, the others were fenced.
+-- The rows are locked by ascending id, as the heartbeat locks them: two
+-- statements taking the same jobs in different orders deadlock.
+WITH mine AS (
+    SELECT j.id, done.result
+    FROM workerfleet.jobs AS j
+    JOIN unnest($1::bigint[], $2::text[], $3::integer[], $4::text[])
+        AS done(id, worker_id, attempt, result)
+        ON j.id = done.id AND j.worker_id = done.worker_id AND j.attempt = done.attempt
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
 UPDATE workerfleet.jobs AS j
-SET state = 'succeeded', finished_at = now(), result = done.result::jsonb,
+SET state = 'succeeded', finished_at = now(), result = mine.result::jsonb,
     lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::text[])
-    AS done(id, worker_id, attempt, result)
-WHERE j.id = done.id AND j.worker_id = done.worker_id AND j.attempt = done.attempt
-    AND j.state = 'running'
+FROM mine
+WHERE j.id = mine.id
 RETURNING j.id, j.worker_id, j.attempt;
 
 -- fail --
@@ -206,7 +228,7 @@ SET state = $2,
 WHERE id = $1;
 
 -- rescue_expired_leases --
--- Running jobs whose lease expired go back to pending (the lost run counts as an attempt) or to dead when out of attempts: $1 retry_delay_seconds; returns rescued and dead counts.
+-- Running jobs whose lease expired go back to pending, the lost run counting as an attempt, or to dead when out of attempts; a first rescue keeps the job's run_at (its place in line), a later one waits $1 x 2^(rescues - 1) seconds, at most $2: $1 backoff_seconds, $2 backoff_cap_seconds; returns rescued and dead counts.
 WITH expired AS (
     SELECT id FROM workerfleet.jobs
     WHERE state = 'running' AND lease_expires_at < now()
@@ -215,8 +237,10 @@ WITH expired AS (
     UPDATE workerfleet.jobs AS j
     SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
         run_at = CASE WHEN j.attempt < j.max_attempts
-            THEN now() + make_interval(secs => $1::float8) ELSE j.run_at END,
+            THEN workerfleet.rescued_run_at(j.run_at, j.rescues, $1::float8, $2::float8)
+            ELSE j.run_at END,
         finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        rescues = j.rescues + 1,
         last_error = format('lease expired on worker %s at %s (attempt %s of %s)',
             j.worker_id, j.lease_expires_at, j.attempt, j.max_attempts),
         last_traceback = NULL,
@@ -233,27 +257,49 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS rescued,
        (SELECT count(*) FROM woken) AS notified
 FROM moved;
 
+-- housekeeping_try_lock --
+-- Take the housekeeping lock until the transaction ends, if no other process holds it: $1 lock key (bigint); returns true if taken.
+SELECT pg_try_advisory_xact_lock($1::bigint);
+
+-- fold_job_counts --
+-- Merge the counter rows of backends that have gone into slot 0; no parameters; returns the rows folded.
+SELECT workerfleet.fold_job_counts();
+
+-- recount_jobs --
+-- Rebuild the depth counters from the jobs table; no parameters; returns queue, state, the true count and how far the counters were off.
+SELECT queue, state, counted, drift FROM workerfleet.recount_jobs();
+
 -- reap_dead_workers --
--- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once (the lost run counts as an attempt): $1 older_than_seconds, $2 retry_delay_seconds; returns worker ids, pods and job counts.
+-- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once, the lost run counting as an attempt, placed in line as rescue_expired_leases places them: $1 older_than_seconds, $2 backoff_seconds, $3 backoff_cap_seconds; returns worker ids, pods and job counts.
+-- Worker rows first, then their jobs by ascending id: the heartbeat's order.
 WITH dead_workers AS (
     UPDATE workerfleet.workers
     SET state = 'dead', current_jobs = 0
     WHERE state IN ('online', 'draining')
         AND heartbeat_at < now() - make_interval(secs => $1::float8)
     RETURNING id, pod, heartbeat_at
+), orphans AS (
+    SELECT j.id, w.heartbeat_at
+    FROM workerfleet.jobs AS j
+    JOIN dead_workers AS w ON j.worker_id = w.id
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
 ), released AS (
     UPDATE workerfleet.jobs AS j
     SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
         run_at = CASE WHEN j.attempt < j.max_attempts
-            THEN now() + make_interval(secs => $2::float8) ELSE j.run_at END,
+            THEN workerfleet.rescued_run_at(j.run_at, j.rescues, $2::float8, $3::float8)
+            ELSE j.run_at END,
         finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        rescues = j.rescues + 1,
         last_error = format('worker %s stopped heartbeating (last heartbeat %s); '
             'job released (attempt %s of %s)',
-            j.worker_id, w.heartbeat_at, j.attempt, j.max_attempts),
+            j.worker_id, o.heartbeat_at, j.attempt, j.max_attempts),
         last_traceback = NULL,
         lease_expires_at = NULL
-    FROM dead_workers AS w
-    WHERE j.state = 'running' AND j.worker_id = w.id
+    FROM orphans AS o
+    WHERE j.id = o.id AND j.state = 'running'
     RETURNING j.state, j.queue, j.run_at
 ), woken AS (
     SELECT pg_notify('workerfleet_jobs', q.queue)
@@ -274,10 +320,10 @@ WHERE id = $1 AND state IN ('pending', 'running')
 RETURNING id;
 
 -- retry_dead --
--- Put a dead or cancelled job back to pending with its attempts reset, unless its unique key is live again: $1 id; returns the id, or no row.
+-- Put a dead or cancelled job back to pending with its attempts (and rescues) reset, unless its unique key is live again: $1 id; returns the id, or no row.
 WITH retried AS (
     UPDATE workerfleet.jobs AS j
-    SET state = 'pending', attempt = 0, run_at = now(), finished_at = NULL,
+    SET state = 'pending', attempt = 0, rescues = 0, run_at = now(), finished_at = NULL,
         lease_expires_at = NULL
     WHERE j.id = $1 AND j.state IN ('dead', 'cancelled')
         AND (j.unique_key IS NULL OR NOT EXISTS (

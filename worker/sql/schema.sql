@@ -34,6 +34,9 @@ CREATE TABLE workerfleet.jobs (
     last_traceback text,
     result jsonb,
     unique_key text,
+    -- How often a run of this job was lost (lease expired, worker dead) and it was
+    -- put back: the first time it keeps its place in line, later ones back off.
+    rescues integer NOT NULL DEFAULT 0 CONSTRAINT jobs_rescues_valid CHECK (rescues >= 0),
     -- A running job always has a holder and a lease: fencing and recovery rely on it.
     CONSTRAINT jobs_running_is_leased
         CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)),
@@ -140,9 +143,31 @@ BEGIN
 END;
 $$;
 
+-- When a job rescued from a lost run may run again, given the rescues before
+-- this one: at its own run_at the first time, then after backoff_seconds x
+-- 2^(rescues - 1), at most cap_seconds. Inlined by the planner (plain SQL).
+CREATE FUNCTION workerfleet.rescued_run_at(
+    run_at timestamptz,
+    rescues integer,
+    backoff_seconds float8,
+    cap_seconds float8
+) RETURNS timestamptz
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE
+        WHEN rescues = 0 THEN run_at
+        ELSE now() + make_interval(
+            secs => least(cap_seconds, backoff_seconds * power(2, least(rescues - 1, 60)))
+        )
+    END
+$$;
+
 -- Per (queue, state) job counters kept by statement triggers: the depth query
 -- sums these few rows instead of counting millions of jobs. Each backend writes
--- its own slot (pid modulo 16), so concurrent writers do not queue on one row.
+-- rows of its own (slot = its pid), so concurrent writers never wait on one
+-- another's counter rows; slot 0 holds what fold_job_counts() and
+-- recount_jobs() merged.
 CREATE TABLE workerfleet.job_counts (
     queue text NOT NULL,
     state text NOT NULL,
@@ -156,7 +181,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     INSERT INTO workerfleet.job_counts AS c (queue, state, slot, n)
-    SELECT d.queue, d.state, pg_backend_pid() % 16, count(*)
+    SELECT d.queue, d.state, pg_backend_pid(), count(*)
     FROM new_rows AS d
     GROUP BY d.queue, d.state
     ORDER BY d.queue, d.state
@@ -170,7 +195,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     INSERT INTO workerfleet.job_counts AS c (queue, state, slot, n)
-    SELECT d.queue, d.state, pg_backend_pid() % 16, sum(d.delta)
+    SELECT d.queue, d.state, pg_backend_pid(), sum(d.delta)
     FROM (
         SELECT o.queue, o.state, -1 AS delta FROM old_rows AS o
         UNION ALL
@@ -189,12 +214,82 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     INSERT INTO workerfleet.job_counts AS c (queue, state, slot, n)
-    SELECT d.queue, d.state, pg_backend_pid() % 16, -count(*)
+    SELECT d.queue, d.state, pg_backend_pid(), -count(*)
     FROM old_rows AS d
     GROUP BY d.queue, d.state
     ORDER BY d.queue, d.state
     ON CONFLICT (queue, state, slot) DO UPDATE SET n = c.n + excluded.n;
     RETURN NULL;
+END;
+$$;
+
+-- Folds the counter rows of backends that have gone into slot 0 (their slots
+-- would otherwise pile up, one set per connection ever made); rows a live
+-- writer holds are left for next time. Returns the rows folded.
+CREATE FUNCTION workerfleet.fold_job_counts() RETURNS bigint
+LANGUAGE sql
+AS $$
+    WITH gone AS (
+        SELECT c.queue, c.state, c.slot
+        FROM workerfleet.job_counts AS c
+        WHERE c.slot <> 0
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = c.slot)
+        ORDER BY c.queue, c.state, c.slot
+        FOR UPDATE OF c SKIP LOCKED
+    ), folded AS (
+        DELETE FROM workerfleet.job_counts AS c
+        USING gone
+        WHERE c.queue = gone.queue AND c.state = gone.state AND c.slot = gone.slot
+        RETURNING c.queue, c.state, c.n
+    ), merged AS (
+        INSERT INTO workerfleet.job_counts AS c (queue, state, slot, n)
+        SELECT f.queue, f.state, 0, sum(f.n)
+        FROM folded AS f
+        GROUP BY f.queue, f.state
+        ORDER BY f.queue, f.state
+        ON CONFLICT (queue, state, slot) DO UPDATE SET n = c.n + excluded.n
+        RETURNING 1
+    )
+    SELECT count(*) FROM folded
+$$;
+
+-- Rebuilds every counter from the jobs table (after a bulk load with triggers
+-- off, say) and returns, per queue and state, the true count and how far the
+-- counters were off. Counter writers hold ROW EXCLUSIVE on job_counts from their
+-- trigger until they commit: the lock taken here waits for those in flight and
+-- holds back new ones, so the count and the counters agree when this commits.
+-- The depth query keeps reading meanwhile; writers wait for one count of the
+-- jobs table, and at most 10 s for a transaction that holds a counter row.
+CREATE FUNCTION workerfleet.recount_jobs()
+RETURNS TABLE (queue text, state text, counted bigint, drift bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    previous_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config('lock_timeout', '10s', true);
+    LOCK TABLE workerfleet.job_counts IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM set_config('lock_timeout', previous_lock_timeout, true);
+    RETURN QUERY
+    WITH truth AS (
+        SELECT j.queue, j.state, count(*)::bigint AS n
+        FROM workerfleet.jobs AS j
+        GROUP BY j.queue, j.state
+    ), recorded AS (
+        SELECT c.queue, c.state, sum(c.n)::bigint AS n
+        FROM workerfleet.job_counts AS c
+        GROUP BY c.queue, c.state
+    )
+    SELECT coalesce(t.queue, r.queue), coalesce(t.state, r.state),
+        coalesce(t.n, 0), coalesce(r.n, 0) - coalesce(t.n, 0)
+    FROM truth AS t
+    FULL JOIN recorded AS r ON r.queue = t.queue AND r.state = t.state
+    ORDER BY 1, 2;
+    DELETE FROM workerfleet.job_counts;
+    INSERT INTO workerfleet.job_counts (queue, state, slot, n)
+    SELECT j.queue, j.state, 0, count(*)
+    FROM workerfleet.jobs AS j
+    GROUP BY j.queue, j.state;
 END;
 $$;
 

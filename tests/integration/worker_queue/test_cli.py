@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from localcluster.loopback import free_port
@@ -47,6 +48,35 @@ def dsn(postgres_dsn: str) -> str:
 def test_migrate_twice_and_via_environment(dsn: str) -> None:
     again = run("db", "migrate", env={"WORKERFLEET_DSN": dsn})
     assert (again.returncode, again.stdout.strip()) == (0, "schema up to date")
+
+
+async def test_db_recount_repairs_drifted_counters(dsn: str) -> None:
+    assert run("enqueue", "bulk", "noop", "--count", "5", dsn=dsn).returncode == 0
+    agreed = run("db", "recount", dsn=dsn)
+    assert (agreed.returncode, agreed.stdout.strip()) == (
+        0,
+        "counters agreed with the jobs table (5 jobs)",
+    )
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute("SET LOCAL session_replication_role = replica")
+            await connection.execute("DELETE FROM workerfleet.jobs WHERE id <= 2")
+    finally:
+        await connection.close()
+    before = json.loads(run("stats", "--json", dsn=dsn).stdout)["queues"]
+    assert before[0]["pending"] == 5  # the counters missed the delete
+
+    repaired = run("db", "recount", dsn=dsn)
+    assert repaired.returncode == 0, repaired.stderr
+    lines = repaired.stdout.splitlines()
+    assert lines[0].split() == ["QUEUE", "STATE", "JOBS", "COUNTERS", "WERE", "OFF", "BY"]
+    assert lines[1].split() == ["bulk", "pending", "3", "+2"]
+    assert lines[-1] == "counters rebuilt from 3 jobs"
+    after = json.loads(run("stats", "--json", dsn=dsn).stdout)["queues"]
+    assert after[0]["pending"] == 3
+    document = json.loads(run("db", "recount", "--json", dsn=dsn).stdout)
+    assert document == [{"counted": 3, "drift": 0, "queue": "bulk", "state": "pending"}]
 
 
 def test_enqueue_options_reach_the_job(dsn: str) -> None:

@@ -28,7 +28,10 @@ async def test_release_sends_no_reset_statement(postgres_dsn: str) -> None:
     try:
         async with connector.pool.acquire() as connection:
             await connection.execute("LISTEN release_probe")
-        channels = await connector.fetchval("SELECT array_agg(c) FROM pg_listening_channels() c")
+        async with connector.pool.acquire() as connection:
+            channels = await connection.fetchval(
+                "SELECT array_agg(c) FROM pg_listening_channels() c"
+            )
     finally:
         await connector.close()
     assert channels == ["release_probe"]

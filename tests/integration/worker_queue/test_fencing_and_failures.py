@@ -195,9 +195,16 @@ async def test_release_returns_the_job_without_spending_the_attempt(
 async def test_concurrent_completions_share_statements_and_stay_fenced(
     connector: Connector,
 ) -> None:
-    counting = CountingConnector(connector.dsn, connector.pool)
+    counting = await CountingConnector.open(connector.dsn, min_size=1, max_size=4)
     counting.sent = Counter()
     repo = Repository(counting)
+    try:
+        await _completions_share_statements(repo, counting)
+    finally:
+        await counting.close()
+
+
+async def _completions_share_statements(repo: Repository, counting: CountingConnector) -> None:
     ids = await repo.enqueue_many([EnqueueRequest("q", "t", {"n": n}) for n in range(60)])
     jobs = await repo.claim("w1", ["q"], 60, LEASE_SECONDS)
     assert [job.id for job in jobs] == ids

@@ -34,7 +34,7 @@ async def test_expired_leases_go_back_to_pending_or_dead(
         [retry_id, last_chance_id],
     )
 
-    result = await repo.rescue_expired_leases(retry_delay_seconds=0)
+    result = await repo.rescue_expired_leases()
     assert (result.rescued, result.dead) == (1, 1)
     rescued = await repo.get_job(retry_id)
     assert rescued is not None

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from localcluster.postgres import PostgresServer
 from tests.integration.worker_runtime import runtime_tasks
 from tests.integration.worker_runtime.support import Worker
 from workerfleet.worker import migrations
@@ -53,3 +56,33 @@ def workers() -> Iterator[list[Worker]]:
         # Shown by pytest only when the test failed.
         print(f"--- worker on port {worker.port} ---\n{worker.logs()[-6000:]}")
         worker.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test alone: it may be stopped and restarted,
+    and its log holds only this test's lock waits and deadlock reports."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="workerfleet-pg-")) / "pg")
+    server.start()
+    server.psql("ALTER SYSTEM SET log_lock_waits = on")
+    # Checked sooner than the default 1 s: a deadlock is found (and logged) faster,
+    # and lock waits longer than this are logged.
+    server.psql("ALTER SYSTEM SET deadlock_timeout = '100ms'")
+    server.psql("SELECT pg_reload_conf()")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+async def own_queue_dsn(own_postgres: PostgresServer) -> str:
+    """As queue_dsn, on the test's own server."""
+    dsn = own_postgres.create_database()
+    await migrations.migrate(dsn)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(runtime_tasks.SIDE_EFFECTS_DDL)
+    finally:
+        await connection.close()
+    return dsn

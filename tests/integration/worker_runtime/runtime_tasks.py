@@ -1,14 +1,17 @@
 """Tasks for the runtime's integration tests, loaded by real worker processes.
 
-Every run of ``record`` and ``slow_record`` inserts one row into
-``runtime_test.side_effects``, so a test can count how often each job really
-ran to the end (not just what the jobs table says).
+Every run of ``record``, ``slow_record`` and ``flaky_record`` inserts one row
+into ``runtime_test.side_effects``, so a test can count how often each job
+really ran (not just what the jobs table says). ``file_record`` appends a line
+to the file named by ``$RUNTIME_TEST_EFFECTS_FILE`` instead, for tests that
+stop the database under the workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import asyncpg
@@ -18,6 +21,7 @@ from workerfleet.worker.tasks import JobContext, PermanentError, task
 
 __all__ = ["echo", "fail", "noop", "sleep"]
 DSN_VARIABLE = "RUNTIME_TEST_DSN"
+EFFECTS_FILE_VARIABLE = "RUNTIME_TEST_EFFECTS_FILE"
 # One table per test database, created by the test before workers start.
 SIDE_EFFECTS_DDL = (
     "CREATE SCHEMA IF NOT EXISTS runtime_test; "
@@ -55,6 +59,27 @@ async def record(ctx: JobContext, payload: Any) -> Any:
 async def slow_record(ctx: JobContext, payload: Any) -> Any:
     await asyncio.sleep(float(payload["seconds"]))
     await _record(ctx)
+    return payload
+
+
+@task()
+async def flaky_record(ctx: JobContext, payload: Any) -> Any:
+    """Fails its first attempt (after recording the run), succeeds after."""
+    await _record(ctx)
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails on purpose")
+    return payload
+
+
+@task()
+def file_record(ctx: JobContext, payload: Any) -> Any:
+    """Sleeps ``seconds`` (default 0), then appends ``job_id attempt worker_id``
+    (a sync task: it runs in the worker's thread pool)."""
+    time.sleep(float((payload or {}).get("seconds", 0)))
+    line = f"{ctx.job_id} {ctx.attempt} {ctx.worker_id}\n"
+    # One short O_APPEND write: lines of concurrent workers never interleave.
+    with open(os.environ[EFFECTS_FILE_VARIABLE], "a", encoding="utf-8") as effects:
+        effects.write(line)
     return payload
 
 

@@ -31,6 +31,8 @@ NOT_FROM_SPEC_WORKER = {
     "health_host",
     "health_port",
     "event_loop",
+    # The workers' fallback rescue: the Monitor runs the primary one; the worker's default.
+    "rescue_interval",
     "pod_name",
     "pod_uid",
     "pod_ip",

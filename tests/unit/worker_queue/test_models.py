@@ -43,6 +43,7 @@ def _job_row(**overrides: object) -> dict[str, object]:
         "last_traceback": None,
         "result": None,
         "unique_key": None,
+        "rescues": 0,
         "extra_column": "ignored",
     }
     row.update(overrides)

@@ -28,6 +28,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format == "json"
     assert settings.health_log_interval == 300.0
+    assert settings.rescue_interval == 30.0
     assert settings.migrate is True
 
 

@@ -64,7 +64,7 @@ def _job(**changes: object) -> Job:
         id=1, queue="q", task="t", payload=None, priority=0, state="running", attempt=1,
         max_attempts=5, run_at=T0, created_at=T0, started_at=T0 + dt.timedelta(seconds=2),
         finished_at=None, worker_id="w", lease_expires_at=None, last_error=None,
-        last_traceback=None, result=None, unique_key=None,
+        last_traceback=None, result=None, unique_key=None, rescues=0,
     )  # fmt: skip
     values.update(changes)
     return Job(**values)  # type: ignore[arg-type]
