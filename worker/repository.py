@@ -391,6 +391,25 @@ class Repository:
             pods=tuple(row["pods"]),
         )
 
+    async def release_incarnations(
+        self, deaths: Sequence[tuple[str, str]], retry_delay_seconds: float = 0.0
+    ) -> ReapResult:
+        """Mark the (worker id, why) incarnations dead and release their running jobs,
+        fenced on the worker id: a worker already gone from online/draining is left alone."""
+        row = await self.connector.fetchrow(
+            QUERIES["release_incarnations"],
+            [worker_id for worker_id, _ in deaths],
+            [why for _, why in deaths],
+            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        )
+        assert row is not None  # scalar subqueries always return one row
+        return ReapResult(
+            workers=len(row["worker_ids"]),
+            jobs_released=row["jobs_released"],
+            jobs_dead=row["jobs_dead"],
+            worker_ids=tuple(row["worker_ids"]),
+        )
+
     async def prune_finished(
         self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES
     ) -> int:
