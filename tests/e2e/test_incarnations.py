@@ -107,13 +107,14 @@ def test_a_killed_workers_jobs_are_released_at_once_not_at_lease_expiry(
 
     # The container restarts in the same pod; its new worker takes the jobs back, long
     # before their 120 s leases would have let anyone do so.
-    retaken = wait_for(
+    def retaken_jobs() -> list[Job] | None:
+        found = jobs(postgres_dsn)
+        taken = all(j.state == "running" and j.worker_id != killed for j in found)
+        return found if found and taken else None
+
+    retaken: list[Job] = wait_for(
         "the killed worker's jobs released and running again under its successor",
-        lambda: (
-            (found := jobs(postgres_dsn))
-            and all(j.state == "running" and j.worker_id != killed for j in found)
-            and found
-        ),
+        retaken_jobs,
         timeout=45,
         interval=0.2,
     )

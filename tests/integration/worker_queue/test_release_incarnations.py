@@ -43,11 +43,13 @@ async def test_a_dead_incarnations_jobs_go_back_at_once_and_its_late_outcome_is_
         assert job.last_error is not None
         assert "emails-abc-1111-old died (its container restarted)" in job.last_error
     dead = await repo.get_job(last_chance)
-    assert dead is not None and dead.state == "dead"
+    assert dead is not None
+    assert dead.state == "dead"
     untouched = await repo.get_job(other)
-    assert untouched is not None and untouched.state == "running"
+    assert untouched is not None
+    assert untouched.state == "running"
     # Had the verdict been wrong, the worker's own outcome now finds nothing to complete.
-    stale = [j for j in held if j.id == first][0]
+    stale = next(j for j in held if j.id == first)
     assert await repo.complete(stale.ref, {"late": True}) is False
     (again,) = [j for j in await repo.claim("emails-abc-1111-new", ["q"], 5, 30) if j.id == first]
     assert again.attempt == 2
@@ -71,5 +73,6 @@ async def test_releasing_is_idempotent_and_leaves_offline_and_unknown_workers_al
     again = await repo.release_incarnations(deaths)
     assert (again.workers, again.jobs_released, again.jobs_dead) == (0, 0, 0)
     job = await repo.get_job(job_id)
-    assert job is not None and job.state == "pending"
+    assert job is not None
+    assert job.state == "pending"
     assert await repo.release_incarnations([]) == type(result)(workers=0, jobs_released=0)

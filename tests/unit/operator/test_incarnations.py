@@ -23,7 +23,9 @@ def worker_id(pod: str = "emails-abc", uid: str = UID, nonce: str = "a1b2c3") ->
     return worker_config.worker_identity(pod, uid, nonce, "host", 1)
 
 
-def row(worker: str, started: float, state: str = "online", pod: str = "emails-abc") -> WorkerRow:
+def row(
+    worker: str, started: float, state: str = "online", pod: str | None = "emails-abc"
+) -> WorkerRow:
     return WorkerRow(
         id=worker,
         pool="mail/emails",
@@ -80,7 +82,8 @@ def test_a_restarted_container_reads_as_running_since_its_new_start() -> None:
     assert life.container == ContainerLife(
         restart_count=2, running_since=at(10), last_ended=at(8), ready=True
     )
-    assert life.shows_a_death and not life.gone
+    assert life.shows_a_death
+    assert not life.gone
 
 
 def test_a_container_waiting_to_restart_does_not_run_and_ended_at_its_last_exit() -> None:
@@ -103,7 +106,8 @@ def test_a_first_run_and_a_pod_without_status_show_no_death() -> None:
     )
     assert not first.shows_a_death
     bare = incarnations.pod_life({"name": "p", "uid": UID}, {})
-    assert bare.container is None and not bare.shows_a_death
+    assert bare.container is None
+    assert not bare.shows_a_death
     assert incarnations.pod_life({"name": "p", "uid": UID}, {}, gone=True).shows_a_death
 
 
