@@ -991,7 +991,8 @@ class MonitorSpec(ApiModel):
     dead_worker_after: Duration = "2m"
     """A worker whose heartbeat is older than this is marked dead and its jobs released."""
     restart_hung_workers: bool = False
-    """Delete the pod of a worker that stopped heartbeating while its pod runs."""
+    """Delete the pod of a worker that stopped heartbeating while its pod still runs that very \
+worker (a pod whose container restarted since runs a new worker and is left alone)."""
     rules: MonitorRules = nested(MonitorRules)
     alerts: Alerts = nested(Alerts)
     retention: Retention = nested(Retention)

@@ -4,7 +4,8 @@ Every ``spec.interval`` the Monitor finds the WorkerPools its selector matches
 (in its own namespace), and for each database they use: puts jobs whose lease
 expired back to pending (or dead when out of attempts), marks workers whose
 heartbeat is older than ``spec.deadWorkerAfter`` dead and releases their jobs,
-optionally deletes the pods of those workers, and prunes finished jobs per
+optionally deletes the pods that still run those hung workers (keyed on the
+incarnation, ``incarnations.py``), and prunes finished jobs per
 ``spec.retention``. The figures add up in ``status.totals``.
 
 Alert rules and incidents (``spec.rules``, ``spec.alerts``) are declared in the

@@ -21,7 +21,13 @@ from localcluster.soak.run import Soak
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster.soak", description=__doc__)
-    parser.add_argument("--short", action="store_true", help="the CI form: 2,000 jobs in 60 s")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--short", action="store_true", help="the CI form: 2,000 jobs in 60 s")
+    form.add_argument(
+        "--recovery",
+        action="store_true",
+        help="kills alone while workers have free slots: recovery times (10 minutes)",
+    )
     parser.add_argument("--jobs", type=int, help="jobs to stream in over the window")
     parser.add_argument("--seconds", type=float, help="the chaos window")
     parser.add_argument("--workers", type=int, help="worker pods")
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     # The soak's own connections lose the database on purpose; their pool's complaints
     # about it are not findings.
     logging.getLogger("asyncpg.pool").setLevel(logging.CRITICAL)
-    plan = Plan.short() if args.short else Plan()
+    plan = Plan.short() if args.short else Plan.recovery() if args.recovery else Plan()
     overrides = {k: v for k in ("jobs", "seconds", "workers") if (v := getattr(args, k))}
     plan = dataclasses.replace(plan, **overrides)
     with tempfile.TemporaryDirectory(prefix="workerfleet-soak-") as tmp:

@@ -304,7 +304,8 @@ class Soak:
         self.event(f"{what} restarted (serving again after {time.time() - began:.1f} s)")
 
     async def signal_a_worker(self, sig: signal.Signals) -> None:
-        """A worker holding jobs if the database says which do, else any running one."""
+        """A worker holding jobs if the database says which do, else any running one; of
+        those, the one whose pod was signalled longest ago (never is longest)."""
         processes = worker_processes(f"{NAMESPACE}/{POOL}")
         processes.pop(self.hung_pod or "", None)
         if not processes:
@@ -315,7 +316,9 @@ class Soak:
         except Exception:  # the database restarting
             busy = set()
         targets = sorted(busy & set(processes)) or sorted(processes)
-        name = self.rng.choice(targets)
+        last_hit = {k.pod: k.at for k in self.kills}
+        self.rng.shuffle(targets)
+        name = min(targets, key=lambda pod: last_hit.get(pod, 0.0))
         pid = processes[name]
         os.kill(pid, sig)
         self.kills.append(Kill(at=time.time(), pod=name, signal=sig.name))

@@ -77,3 +77,12 @@ def test_a_lost_job_or_a_second_completion_fails_the_soak() -> None:
     assert "jobs lost (not succeeded): 0" in text
     assert "handler executions per job: 1x: 9, 2x: 1" in text
     assert text.endswith("result: OK")
+
+
+def test_the_recovery_form_kills_alone_and_spares_each_pod_its_back_off() -> None:
+    plan = plans.Plan.recovery()
+    assert {f.kind for f in plans.schedule(plan)} == {plans.KILL}
+    # Each pod runs long enough between kills for the node's back-off to start over.
+    assert plan.kill_every * plan.workers >= 60
+    in_flight = plan.jobs_per_second * plan.job_seconds
+    assert in_flight < plan.workers * plan.concurrency / 2  # free slots to run again in
