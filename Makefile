@@ -88,6 +88,11 @@ DEMO_INSTALL ?=
 demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jobs (DEMO_SECONDS=60 runs unattended, DEMO_INSTALL=helm installs the operator with the chart)
 	DEMO_SECONDS=$(DEMO_SECONDS) DEMO_INSTALL=$(DEMO_INSTALL) $(BIN)/python -m localcluster.demo
 
+SOAK_ARGS ?=
+.PHONY: soak
+soak: setup ## Chaos soak on the local cluster: 20,000 jobs, kills, restarts; prints what was lost (SOAK_ARGS=--short: 2,000 jobs)
+	$(BIN)/python -m localcluster.soak $(SOAK_ARGS)
+
 .PHONY: bench-worker
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py

@@ -198,6 +198,15 @@ class LocalCluster:
         kill_leftover_pod_processes(self.state_dir)
         self.postgres.stop()
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port and etcd data, as an
+        upgrade or a crash does; returns once it is ready. Everything else keeps running
+        and has to reconnect."""
+        ports = Ports.load_or_pick(self.state_dir / "ports.json")
+        self.process("kube-apiserver").stop()
+        self._start_apiserver(ports)
+        self._wait_apiserver_ready()
+
     def purge(self) -> None:
         """Stop and forget everything, binaries aside."""
         self.down()

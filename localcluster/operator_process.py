@@ -47,7 +47,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, namespace: str, log_path: Path) -> None:
         self.port = free_port()
         self.log_path = log_path
-        env = {
+        self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "WORKERFLEET_OPERATOR_NAMESPACES": namespace,
@@ -55,13 +55,22 @@ class OperatorProcess:
             "WORKERFLEET_OPERATOR_HEALTH_PORT": str(self.port),
             "NO_PROXY": loopback_no_proxy(os.environ.get("NO_PROXY")),
         }
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
                 [console_script(OPERATOR_SCRIPT)],
-                env=env,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def restart(self) -> int | None:
+        """Stop (as :meth:`stop`) and start again on the same port and log; the exit code."""
+        code = self.stop()
+        self.process = self._spawn()
+        return code
 
     @property
     def pid(self) -> int:

@@ -195,6 +195,12 @@ class PostgresServer:
             cwd="/",
         )
 
+    def restart(self, mode: str = "fast") -> None:
+        """Stop and start again in place: same data directory, same port. ``fast`` ends
+        every client's session as a server restart does (clients see AdminShutdown)."""
+        self.stop(mode)
+        self.start()
+
     def pid(self) -> int | None:
         pid_file = self.data_dir / "postmaster.pid"
         with contextlib.suppress(FileNotFoundError, ValueError):

@@ -6,6 +6,9 @@
 * ``pool_tick`` (a timer every few seconds): read the queue, restore a
   Deployment or Service edited or deleted by hand, roll everything up into status.
 * indexes of the pools' pods, Deployments and Services, so no handler lists them.
+* ``worker_pod_event``: a worker container that ended or restarted, or a pod
+  gone, has its dead worker incarnations' jobs released at once
+  (``incarnations.py``).
 
 Both paths run ``pool_sync.sync_pool`` (the named steps of one sync) under the
 pool's lock.
@@ -19,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from workerfleet.operator import builders, metrics
+from workerfleet.operator import builders, incarnations, metrics
 from workerfleet.operator.kopf_glue import NO_INDEX, WORKERPOOLS, in_namespace, runtime_of
 from workerfleet.operator.pool_sync import PoolCall, timed_sync
 from workerfleet.operator.runtime import PoolState
@@ -82,6 +85,22 @@ def worker_pods(
 ) -> dict[tuple[str, str], PodView] | None:
     key = _child_of(namespace, meta, memo)
     return None if key is None else {key: PodView.from_body(meta, status)}
+
+
+@kopf.on.event("pods", labels=MANAGED)
+async def worker_pod_event(
+    event: Mapping[str, Any],
+    namespace: str | None,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
+) -> None:
+    """The watch shows a worker die seconds before its lease would: act on it at once."""
+    await incarnations.on_pod_event(
+        runtime_of(memo), in_namespace(namespace), event.get("type"), meta, spec, status
+    )
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)

@@ -82,12 +82,19 @@ class Kube:
 
         return await asyncio.to_thread(delete)
 
-    async def delete_pod(self, namespace: str, name: str) -> bool:
+    async def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete a pod; False when it did not exist, or (given ``uid``) is another pod now."""
+
         def delete() -> bool:
+            options = client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=uid) if uid else None
+            )
             try:
-                self.core.delete_namespaced_pod(name, namespace, _request_timeout=self.timeout)
+                self.core.delete_namespaced_pod(
+                    name, namespace, body=options, _request_timeout=self.timeout
+                )
             except ApiException as error:
-                if error.status == 404:
+                if error.status in (404, 409):  # 409: the uid precondition failed
                     return False
                 raise
             return True

@@ -67,6 +67,16 @@ LEADER = Gauge(
     "1 while this operator process acts (holds the leader lease, or runs without leader "
     "election), 0 while it stands by",
 )
+DEAD_WORKERS_RELEASED = Counter(
+    f"{PREFIX}_dead_workers_released_total",
+    "Worker incarnations found dead from their pods' status (container ended or restarted, "
+    "pod gone) and marked dead at once",
+)
+DEAD_WORKER_JOBS = Counter(
+    f"{PREFIX}_dead_worker_jobs_total",
+    "Running jobs of those incarnations, released or dead-lettered (out of attempts)",
+    ["outcome"],
+)
 LAST_ACTIVITY = Gauge(
     f"{PREFIX}_last_activity_timestamp_seconds",
     "Unix time of the last watch event or timer tick the operator handled",

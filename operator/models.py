@@ -19,11 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic_core import PydanticCustomError
 
 from workerfleet.durations import DURATION_PATTERN, format_duration, parse_duration
-from workerfleet.operator import reasons
+from workerfleet.operator import grammars, reasons
 from workerfleet.worker import config as worker_config
 from workerfleet.worker import retry
 from workerfleet.worker.models import QUEUE_NAME_PATTERN
@@ -43,6 +51,11 @@ MAX_ENV_VARS = 100
 MAX_STRING_LENGTH = 4096
 MAX_LIST_ITEMS = 200
 MAX_INCIDENTS = 100
+MAX_QUANTITY_LENGTH = 64
+MAX_RESOURCES = 16
+MAX_SELECTOR_LABELS = 64
+DEFAULT_REQUESTS: dict[str, int | str] = {"cpu": "50m", "memory": "64Mi"}
+DEFAULT_LIMITS: dict[str, int | str] = {"memory": "512Mi"}
 HANDLERS_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|command:.*\S.*)$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -61,21 +74,41 @@ RESERVED_ENV_NAMES = worker_config.UNPREFIXED_VARIABLES
 
 # -- rules ---------------------------------------------------------------------------------------
 
+RULE_ERROR = "spec_rule"
+"""The pydantic error type of a broken Rule (its context names the field)."""
+
 
 @dataclass(frozen=True)
 class Rule:
-    """A cross-field rule: CEL for the API server, a predicate for the operator."""
+    """A cross-field rule: CEL for the API server, a predicate for the operator.
+
+    When the message depends on the values (which key is wrong), ``message_cel``
+    builds it on the server and ``describe`` in Python; ``message`` is then the
+    fallback the API server shows if the expression cannot be evaluated.
+    """
 
     cel: str
     message: str
     check: Callable[[Any], bool]
     field_path: str | None = None
+    message_cel: str | None = None
+    describe: Callable[[Any], str] | None = None
 
     def as_validation(self) -> dict[str, str]:
         validation = {"rule": self.cel, "message": self.message}
+        if self.message_cel is not None:
+            validation["messageExpression"] = self.message_cel
         if self.field_path is not None:
             validation["fieldPath"] = self.field_path
         return validation
+
+    def explain(self, value: Any) -> str:
+        return self.describe(value) if self.describe is not None else self.message
+
+    @property
+    def field(self) -> str:
+        """The field path below the model ('' for the model itself), as in ``fieldPath``."""
+        return self.field_path or ""
 
 
 def _schema_extra(schema: dict[str, Any], cls: type[BaseModel]) -> None:
@@ -102,6 +135,8 @@ class ApiModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        # As the API server: "yes" is no boolean and "2" no number.
+        strict=True,
         frozen=True,
         use_attribute_docstrings=True,
         json_schema_extra=_schema_extra,
@@ -112,7 +147,10 @@ class ApiModel(BaseModel):
     def _check_rules(self) -> ApiModel:
         for rule in type(self).cel_rules:
             if not rule.check(self):
-                raise ValueError(rule.message)
+                # The field rides along in the context, to be named as the API server names it.
+                raise PydanticCustomError(
+                    RULE_ERROR, "{message}", {"message": rule.explain(self), "field": rule.field}
+                )
         return self
 
 
@@ -150,9 +188,11 @@ Quantity = Annotated[
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
         }
     ),
 ]
+
 IntOrPercent = Annotated[
     int | str,
     WithJsonSchema(
@@ -172,6 +212,152 @@ def _matches(pattern: str, value: str) -> bool:
 
 def _seconds(duration: str | None) -> float | None:
     return None if duration is None else parse_duration(duration)
+
+
+# -- rules more than one model states ------------------------------------------------------------
+#
+# Each is a Rule: the CEL the API server runs at admission and the Python check the
+# operator runs on the same spec (grammars.py has the pieces both need).
+
+
+def positive_duration(field: str, where: str, why: str) -> Rule:
+    """``field`` (camelCase, optional or not) must be longer than 0: ``why`` zero cannot work."""
+    attribute = to_snake(field)
+    seconds = grammars.seconds_cel(f"self.{field}")
+    name = f"{where}.{field}" if where else field
+    return Rule(
+        f"!has(self.{field}) || {seconds} > 0.0",
+        f"{name} must be longer than 0: {why}",
+        lambda m: (value := getattr(m, attribute)) is None or parse_duration(value) > 0,
+        f".{field}",
+    )
+
+
+KeyCheck = Callable[[Any, str, Any], bool]
+"""A Python check of one map entry: (the model, the key, the value) -> valid."""
+
+
+def every_key(mapping: str, where: str, ok: str, check: KeyCheck, help_text: str) -> Rule:
+    """Every key ``k`` of the map ``self.<mapping>`` must pass ``ok`` (CEL over ``k``) and
+    ``check``; the message names the first key that fails."""
+    attribute = to_snake(mapping)
+
+    def failing(model: Any) -> list[str]:
+        return [k for k, v in getattr(model, attribute).items() if not check(model, k, v)]
+
+    return Rule(
+        f"!has(self.{mapping}) || self.{mapping}.all(k, {ok})",
+        f"{where}: a key {help_text}",
+        lambda m: not failing(m),
+        f".{mapping}",
+        message_cel=f"{grammars.cel_string(where + '.')} + self.{mapping}.filter(k, !({ok}))[0]"
+        f" + {grammars.cel_string(' ' + help_text)}",
+        describe=lambda m: f"{where}.{next(iter(failing(m)), '')} {help_text}",
+    )
+
+
+def _parsable(_: Any, __: str, value: int | str) -> bool:
+    return grammars.parse_quantity(value) is not None
+
+
+def _not_negative(_: Any, __: str, value: int | str) -> bool:
+    quantity = grammars.parse_quantity(value)
+    return quantity is None or quantity >= 0
+
+
+def _whole_if_extended(_: Any, name: str, value: int | str) -> bool:
+    quantity = grammars.parse_quantity(value)
+    if not grammars.is_extended_resource(name) or quantity is None:
+        return True
+    return quantity == quantity.to_integral_value()
+
+
+def _request_fits(resources: Any, name: str, request: int | str) -> bool:
+    limit = resources.limits.get(name)
+    wanted = grammars.parse_quantity(request)
+    most = None if limit is None else grammars.parse_quantity(limit)
+    return wanted is None or most is None or wanted <= most
+
+
+def _request_matched(resources: Any, name: str, request: int | str) -> bool:
+    if not grammars.is_overcommit_forbidden(name):
+        return True
+    limit = resources.limits.get(name)
+    return limit is not None and grammars.parse_quantity(request) == grammars.parse_quantity(limit)
+
+
+RESOURCE_NAME_HELP = (
+    "is not a resource name: use cpu, memory, ephemeral-storage, hugepages-<size> "
+    "or a domain-prefixed name such as example.com/gpu"
+)
+
+
+def resource_map_rules(kind: str) -> tuple[Rule, ...]:
+    """The names and quantities of ``resources.<kind>`` (requests or limits)."""
+    where = f"resources.{kind}"
+    value = f"self.{kind}[k]"
+    parsable = grammars.is_quantity_cel(value)
+    quantity = grammars.quantity_cel(value)
+    extended = grammars.extended_resource_cel("k")
+    return (
+        every_key(
+            kind,
+            where,
+            grammars.resource_name_cel("k"),
+            lambda _, k, __: grammars.is_resource_name(k),
+            RESOURCE_NAME_HELP,
+        ),
+        every_key(
+            kind,
+            where,
+            parsable,
+            _parsable,
+            "is not a quantity: write it as 500m, 2, 1.5, 64Mi or 1Gi",
+        ),
+        every_key(
+            kind,
+            where,
+            f"!{parsable} || !{quantity}.isLessThan(quantity('0'))",
+            _not_negative,
+            "must not be negative",
+        ),
+        every_key(
+            kind,
+            where,
+            f"!{extended} || !{parsable} || {quantity}.isInteger()",
+            _whole_if_extended,
+            "is an extended resource: it comes in whole units",
+        ),
+    )
+
+
+def request_limit_rules() -> tuple[Rule, ...]:
+    """Each request against its limit, as the API server judges a pod's."""
+    request = grammars.quantity_cel("self.requests[k]")
+    limit = grammars.quantity_cel("self.limits[k]")
+    both = (
+        f"has(self.limits) && k in self.limits && "
+        f"{grammars.is_quantity_cel('self.requests[k]')} && "
+        f"{grammars.is_quantity_cel('self.limits[k]')}"
+    )
+    defaults = ", ".join(f"{name} {value}" for name, value in DEFAULT_LIMITS.items())
+    return (
+        every_key(
+            "requests",
+            "resources.requests",
+            f"!({both}) || !{request}.isGreaterThan({limit})",
+            _request_fits,
+            f"must not be above its limit (the default limits: {defaults})",
+        ),
+        every_key(
+            "requests",
+            "resources.requests",
+            f"!{grammars.overcommit_forbidden_cel('k')} || "
+            f"({both} && {request}.compareTo({limit}) == 0)",
+            _request_matched,
+            "is hugepages or an extended resource: its limit must be set and equal to the request",
+        ),
+    )
 
 
 # -- WorkerPool spec -----------------------------------------------------------------------------
@@ -243,6 +429,7 @@ class Scaling(ApiModel):
             ),
             ".maxScaleUpStep",
         ),
+        positive_duration("pollInterval", "scaling", "the queue would be read without pause"),
     )
 
     jobs_per_worker: int = Field(10, ge=1, le=1_000_000)
@@ -282,6 +469,30 @@ def _worker_duration(field: str) -> str:
 
 class WorkerSettings(ApiModel):
     """The worker runtime's settings, passed to every worker as WORKERFLEET_* variables."""
+
+    cel_rules = (
+        positive_duration("pollInterval", "worker", "workers would poll without pause"),
+        positive_duration("heartbeatInterval", "worker", "workers would heartbeat without pause"),
+        positive_duration("jobTimeout", "worker", "every job would time out at once"),
+        positive_duration(
+            "healthLogInterval", "worker", "workers would log their health without pause"
+        ),
+        Rule(
+            "!has(self.leaseDuration) || "
+            f"{grammars.seconds_cel('self.leaseDuration')} > "
+            f"{grammars.seconds_cel('self.heartbeatInterval')}",
+            "worker.leaseDuration must be longer than worker.heartbeatInterval, or a live "
+            "worker loses its jobs between two heartbeats",
+            lambda w: w.lease_duration is None or w.lease_seconds > w.heartbeat_seconds,
+            ".leaseDuration",
+        ),
+        Rule(
+            f"{grammars.seconds_cel('self.retryBase')} <= {grammars.seconds_cel('self.retryCap')}",
+            "worker.retryBase must not be longer than worker.retryCap",
+            lambda w: w.retry_base_seconds <= w.retry_cap_seconds,
+            ".retryBase",
+        ),
+    )
 
     concurrency: int = Field(_worker_default("concurrency"), ge=1, le=worker_config.MAX_CONCURRENCY)
     """Jobs one worker runs at the same time."""
@@ -420,10 +631,17 @@ class EnvVar(ApiModel):
 class Resources(ApiModel):
     """Compute resources of each worker container."""
 
-    requests: dict[str, Quantity] = Field(default={"cpu": "50m", "memory": "64Mi"})
-    """Requested resources (cpu, memory, ...)."""
-    limits: dict[str, Quantity] = Field(default={"memory": "512Mi"})
-    """Resource limits (cpu, memory, ...)."""
+    cel_rules = (
+        *resource_map_rules("requests"),
+        *resource_map_rules("limits"),
+        *request_limit_rules(),
+    )
+
+    requests: dict[str, Quantity] = Field(default=DEFAULT_REQUESTS, max_length=MAX_RESOURCES)
+    """Requested resources (cpu, memory, ephemeral-storage, hugepages-<size>, example.com/gpu)."""
+    limits: dict[str, Quantity] = Field(default=DEFAULT_LIMITS, max_length=MAX_RESOURCES)
+    """Resource limits; the default limits memory to 512Mi, so a larger memory request \
+needs a limit of its own."""
 
 
 class TemplateMetadata(ApiModel):
@@ -489,6 +707,21 @@ class WorkerPoolSpec(ApiModel):
     template: PodTemplateOverrides = nested(PodTemplateOverrides)
     paused: bool = False
     """Leave the Deployment alone (no reconciling, no scaling) while true."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_once(cls, env: list[EnvVar]) -> list[EnvVar]:
+        # The API server refuses these by the list's map keys; the operator, here.
+        seen: set[str] = set()
+        for index, variable in enumerate(env):
+            if variable.name in seen:
+                raise PydanticCustomError(
+                    RULE_ERROR,
+                    "{message}",
+                    {"message": f"env name {variable.name} is set twice", "field": f"[{index}]"},
+                )
+            seen.add(variable.name)
+        return env
 
 
 # -- WorkerPool status ---------------------------------------------------------------------------
@@ -569,8 +802,46 @@ class WorkerPoolStatus(StatusModel):
 # -- Monitor -------------------------------------------------------------------------------------
 
 
+# A label value as a selector states it. Nullable in the schema on purpose: the API server
+# silently drops a null from a map that is not, so `matchLabels: {team: }` would select
+# every pool; kept, the null meets the rule below and the spec is refused.
+SelectorLabelValue = Annotated[
+    str | None,
+    WithJsonSchema(
+        {"type": "string", "nullable": True, "maxLength": grammars.LABEL_VALUE_MAX_LENGTH}
+    ),
+]
+MAX_SELECTOR_EXPRESSIONS = 32
+MAX_SELECTOR_VALUES = 64
+LABEL_KEY_HELP = (
+    "is not a label key: [prefix/]name, the name at most 63 letters, digits, dashes, "
+    "underscores or dots, starting and ending with a letter or digit"
+)
+LABEL_VALUE_HELP = (
+    "is not a label value: at most 63 letters, digits, dashes, underscores or dots, "
+    "starting and ending with a letter or digit"
+)
+NULL_LABEL_HELP = (
+    "has no value (written as `key:` with nothing after it): quote the value, "
+    "or use matchExpressions with operator Exists"
+)
+_LABEL = "self.matchLabels[k]"
+
+
 class LabelSelectorRequirement(ApiModel):
     cel_rules = (
+        Rule(
+            grammars.qualified_name_cel("self.key"),
+            f"matchExpressions: the key {LABEL_KEY_HELP}",
+            lambda r: grammars.is_qualified_name(r.key),
+            ".key",
+        ),
+        Rule(
+            f"!has(self.values) || self.values.all(v, {grammars.label_value_cel('v')})",
+            f"matchExpressions: a value {LABEL_VALUE_HELP}",
+            lambda r: all(grammars.is_label_value(v) for v in r.values),
+            ".values",
+        ),
         Rule(
             "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) "
             ": (!has(self.values) || size(self.values) == 0)",
@@ -580,12 +851,14 @@ class LabelSelectorRequirement(ApiModel):
         ),
     )
 
-    key: Name
+    key: str = Field(
+        min_length=1, max_length=grammars.PREFIX_MAX_LENGTH + 1 + grammars.NAME_PART_MAX_LENGTH
+    )
     """The label key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the label's value is compared with `values`."""
-    values: list[Annotated[str, Field(max_length=63)]] = Field(
-        default_factory=list, max_length=MAX_LIST_ITEMS
+    values: list[Annotated[str, Field(max_length=grammars.LABEL_VALUE_MAX_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_SELECTOR_VALUES
     )
     """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
@@ -593,10 +866,36 @@ class LabelSelectorRequirement(ApiModel):
 class LabelSelector(ApiModel):
     """Which WorkerPools in the Monitor's namespace it watches (empty: all of them)."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)
-    """Labels a WorkerPool must carry, each with this value."""
+    cel_rules = (
+        every_key(
+            "matchLabels",
+            "selector.matchLabels",
+            f"type({_LABEL}) == string",
+            lambda _, __, value: value is not None,
+            NULL_LABEL_HELP,
+        ),
+        every_key(
+            "matchLabels",
+            "selector.matchLabels",
+            grammars.qualified_name_cel("k"),
+            lambda _, key, __: grammars.is_qualified_name(key),
+            LABEL_KEY_HELP,
+        ),
+        every_key(
+            "matchLabels",
+            "selector.matchLabels",
+            f"type({_LABEL}) != string || {grammars.label_value_cel(_LABEL)}",
+            lambda _, __, value: value is None or grammars.is_label_value(value),
+            LABEL_VALUE_HELP,
+        ),
+    )
+
+    match_labels: dict[str, SelectorLabelValue] = Field(
+        default_factory=dict, max_length=MAX_SELECTOR_LABELS
+    )
+    """Labels a WorkerPool must carry, each with this value (a null value is refused)."""
     match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, max_length=MAX_LIST_ITEMS
+        default_factory=list, max_length=MAX_SELECTOR_EXPRESSIONS
     )
     """Label requirements a WorkerPool must meet, all of them."""
 
@@ -611,6 +910,10 @@ class NoWorkersWithPendingRule(ApiModel):
 
 class FailedJobsRule(ApiModel):
     """Fires when at least `threshold` jobs failed within `window`."""
+
+    cel_rules = (
+        positive_duration("window", "rules.failedJobs", "no failure would ever fall in it"),
+    )
 
     enabled: bool = True
     threshold: int = Field(10, ge=1, le=1_000_000)
@@ -642,6 +945,8 @@ class MonitorRules(ApiModel):
 class Webhook(ApiModel):
     """Where incidents are posted."""
 
+    cel_rules = (positive_duration("timeout", "alerts.webhook", "every delivery would time out"),)
+
     secret_ref: SecretKeyRef
     """The Secret key holding the webhook URL (a URL is a credential)."""
     format: Literal["generic", "slack", "discord"] = "generic"
@@ -671,6 +976,13 @@ class Retention(ApiModel):
 class MonitorSpec(ApiModel):
     """Recovery and alerting for the selected WorkerPools' queues."""
 
+    cel_rules = (
+        positive_duration("interval", "", "the Monitor would run without pause"),
+        positive_duration(
+            "deadWorkerAfter", "", "every worker would count as dead between two heartbeats"
+        ),
+    )
+
     selector: LabelSelector = nested(LabelSelector)
     interval: Duration = "30s"
     """How often the Monitor runs."""
@@ -679,7 +991,8 @@ class MonitorSpec(ApiModel):
     dead_worker_after: Duration = "2m"
     """A worker whose heartbeat is older than this is marked dead and its jobs released."""
     restart_hung_workers: bool = False
-    """Delete the pod of a worker that stopped heartbeating while its pod runs."""
+    """Delete the pod of a worker that stopped heartbeating while its pod still runs that very \
+worker (a pod whose container restarted since runs a new worker and is left alone)."""
     rules: MonitorRules = nested(MonitorRules)
     alerts: Alerts = nested(Alerts)
     retention: Retention = nested(Retention)

@@ -4,7 +4,8 @@ Every ``spec.interval`` the Monitor finds the WorkerPools its selector matches
 (in its own namespace), and for each database they use: puts jobs whose lease
 expired back to pending (or dead when out of attempts), marks workers whose
 heartbeat is older than ``spec.deadWorkerAfter`` dead and releases their jobs,
-optionally deletes the pods of those workers, and prunes finished jobs per
+optionally deletes the pods that still run those hung workers (keyed on the
+incarnation, ``incarnations.py``), and prunes finished jobs per
 ``spec.retention``. The figures add up in ``status.totals``.
 
 Alert rules and incidents (``spec.rules``, ``spec.alerts``) are declared in the
@@ -24,7 +25,7 @@ import kopf
 import pydantic
 
 from workerfleet.durations import parse_duration
-from workerfleet.operator import conditions, inspector, metrics, models, reasons
+from workerfleet.operator import conditions, incarnations, inspector, metrics, models, reasons
 from workerfleet.operator.errors import QueueAccessError
 from workerfleet.operator.kopf_glue import (
     MONITORS,
@@ -163,6 +164,8 @@ async def _recover_database(
         repository = await runtime.inspector.repository(dsn)
         rescue = await repository.rescue_expired_leases()
         reap = await repository.reap_dead_workers(spec.dead_worker_after_seconds)
+        hung = spec.restart_hung_workers and bool(reap.worker_ids)
+        workers = await incarnations.pool_workers(repository, namespace, pool_names) if hung else []
         pruned = 0
         for state, age in (
             ("succeeded", spec.retention.succeeded),
@@ -176,16 +179,16 @@ async def _recover_database(
     except Exception as error:  # one database's trouble must not stop the others' recovery
         raise inspector.access_error(error, dsn, "recovery") from None
     restarted = 0
-    if spec.restart_hung_workers and reap.pods:
-        ours = {
-            pod.name
-            for pool in pool_names
-            for pod in pods_index.get((namespace, pool), ())
-            if isinstance(pod, PodView) and not pod.deleting
-        }
-        for pod_name in reap.pods:
-            if pod_name in ours and await runtime.kube.delete_pod(namespace, pod_name):
-                restarted += 1
+    # Keyed on the incarnation each pod runs now, never on a pod name alone.
+    lives = [
+        pod.life
+        for pool in pool_names
+        for pod in pods_index.get((namespace, pool), ())
+        if isinstance(pod, PodView) and pod.life is not None and not pod.deleting
+    ]
+    for pod in incarnations.hung_pods(reap.worker_ids, lives, workers):
+        if await runtime.kube.delete_pod(namespace, pod.name, uid=pod.uid):
+            restarted += 1
     recovered = MonitorTotals(
         stuck_jobs_rescued=rescue.rescued,
         jobs_dead_lettered=rescue.dead + reap.jobs_dead,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from workerfleet.operator.health import Readiness
+from workerfleet.operator.incarnations import Released
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
@@ -29,6 +30,8 @@ class Runtime:
     readiness: Readiness = field(default_factory=Readiness)
     changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
+    released: Released = field(default_factory=Released)
+    """Dead worker incarnations already released, and the pod states already looked at."""
 
     def child_changed(self, namespace: str, pool: str) -> None:
         self.changed_at[(namespace, pool)] = time.monotonic()

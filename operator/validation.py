@@ -1,8 +1,10 @@
-"""Spec problems the CRD schema cannot express, found before anything is applied.
+"""A WorkerPool spec as the operator reads it: parsed by the same models the CRD comes from.
 
-The API server already refused bounds, enums, patterns and the CEL rules; what
-is left needs duration arithmetic (CEL cannot parse our duration grammar).
-Every message names the field and says how to fix it.
+Every rule is stated twice in ``models.py``, as CEL the API server runs at
+admission and as the Python twin run here, so a spec the API server admitted
+parses; parsing again still matters for objects stored before a rule existed
+(the API server checks CEL rules on create and on update, not at rest). Every
+message names the field and says how to fix it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 import pydantic
 
-from workerfleet.durations import parse_duration
 from workerfleet.operator import models
 
 
@@ -31,40 +32,17 @@ def parse_pool(name: str, raw_spec: Mapping[str, Any]) -> Parsed:
         spec = models.WorkerPoolSpec.model_validate(dict(raw_spec))
     except pydantic.ValidationError as error:
         return Parsed(None, describe_validation_error(error))
-    problems = semantic_problems(spec)
-    return Parsed(spec, problems[0] if problems else None)
+    return Parsed(spec, None)
 
 
 def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """The first problems, each at its path as the API server spells it (spec.env[1].name)."""
     messages = []
     for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in ("spec", *item["loc"]))
+        where = "spec"
+        for part in item["loc"]:
+            where += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if item["type"] == models.RULE_ERROR:
+            where += str((item.get("ctx") or {}).get("field", ""))
         messages.append(f"{where}: {item['msg']}")
     return "; ".join(messages)
-
-
-def semantic_problems(spec: models.WorkerPoolSpec) -> list[str]:
-    worker = spec.worker
-    problems = []
-    for field, seconds in (
-        ("pollInterval", parse_duration(worker.poll_interval)),
-        ("heartbeatInterval", worker.heartbeat_seconds),
-        ("jobTimeout", parse_duration(worker.job_timeout)),
-        ("healthLogInterval", parse_duration(worker.health_log_interval)),
-    ):
-        if seconds <= 0:
-            problems.append(f"spec.worker.{field} must be longer than 0")
-    if worker.lease_duration is not None and worker.lease_seconds <= worker.heartbeat_seconds:
-        problems.append(
-            f"spec.worker.leaseDuration ({worker.lease_duration}) must be longer than "
-            f"spec.worker.heartbeatInterval ({worker.heartbeat_interval}), or a live worker "
-            "loses its jobs between two heartbeats"
-        )
-    if worker.retry_base_seconds > worker.retry_cap_seconds:
-        problems.append(
-            f"spec.worker.retryBase ({worker.retry_base}) must not be longer than "
-            f"spec.worker.retryCap ({worker.retry_cap})"
-        )
-    if spec.scaling.poll_interval_seconds <= 0:
-        problems.append("spec.scaling.pollInterval must be longer than 0")
-    return problems

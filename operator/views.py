@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from workerfleet.operator import builders
+from workerfleet.operator.incarnations import PodLife, pod_life
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -28,6 +29,8 @@ class PodView:
     created_at: datetime | None
     deleting: bool
     phase: str
+    life: PodLife | None = None
+    """Its uid and worker container's life: which worker incarnation it runs."""
 
     @classmethod
     def from_body(cls, meta: Mapping[str, Any], status: Mapping[str, Any]) -> PodView:
@@ -42,6 +45,7 @@ class PodView:
             created_at=parse_time(meta.get("creationTimestamp")),
             deleting=meta.get("deletionTimestamp") is not None,
             phase=str(status.get("phase") or "Unknown"),
+            life=pod_life(meta, status),
         )
 
 

@@ -449,6 +449,30 @@ class Repository:
         rows = await self.connector.fetch(QUERIES["recount_jobs"])
         return [CountDrift.from_row(row) for row in rows]
 
+    async def release_incarnations(
+        self,
+        deaths: Sequence[tuple[str, str]],
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> ReapResult:
+        """Mark the (worker id, why) incarnations dead and release their running jobs,
+        fenced on the worker id: a worker already gone from online/draining is left alone.
+        Released jobs keep their place in line unless rescued before (as the rescue)."""
+        row = await self.connector.fetchrow(
+            QUERIES["release_incarnations"],
+            [worker_id for worker_id, _ in deaths],
+            [why for _, why in deaths],
+            models.validate_seconds(backoff_seconds, "backoff_seconds"),
+            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
+        )
+        assert row is not None  # scalar subqueries always return one row
+        return ReapResult(
+            workers=len(row["worker_ids"]),
+            jobs_released=row["jobs_released"],
+            jobs_dead=row["jobs_dead"],
+            worker_ids=tuple(row["worker_ids"]),
+        )
+
     async def prune_finished(
         self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES
     ) -> int:

@@ -312,6 +312,53 @@ SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM dead_workers) AS w
        (SELECT count(*) FROM released WHERE state = 'dead') AS jobs_dead,
        (SELECT count(*) FROM woken) AS notified;
 
+-- release_incarnations --
+-- Mark worker incarnations known to be dead (their container ended or restarted, their pod is gone) dead and release their running jobs at once, the lost run counting as an attempt; only rows still online or draining, only jobs still running under that worker id (fenced): $1 worker ids (text[]), $2 why each died (text[], parallel to $1), $3 backoff_seconds, $4 backoff_cap_seconds (placed in line as rescue_expired_leases places them); returns worker ids and job counts.
+-- Worker rows first (by id), then their jobs by ascending id: the heartbeat's order.
+WITH died AS (
+    SELECT w.id, d.why
+    FROM workerfleet.workers AS w
+    JOIN unnest($1::text[], $2::text[]) AS d(id, why) ON w.id = d.id
+    WHERE w.state IN ('online', 'draining')
+    ORDER BY w.id
+    FOR UPDATE OF w
+), dead_workers AS (
+    UPDATE workerfleet.workers AS w
+    SET state = 'dead', current_jobs = 0
+    FROM died AS d
+    WHERE w.id = d.id
+    RETURNING w.id, d.why
+), orphans AS (
+    SELECT j.id, w.why
+    FROM workerfleet.jobs AS j
+    JOIN dead_workers AS w ON j.worker_id = w.id
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), released AS (
+    UPDATE workerfleet.jobs AS j
+    SET state = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'dead' END,
+        run_at = CASE WHEN j.attempt < j.max_attempts
+            THEN workerfleet.rescued_run_at(j.run_at, j.rescues, $3::float8, $4::float8)
+            ELSE j.run_at END,
+        rescues = j.rescues + 1,
+        finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+        last_error = format('worker %s died (%s); job released (attempt %s of %s)',
+            j.worker_id, o.why, j.attempt, j.max_attempts),
+        last_traceback = NULL,
+        lease_expires_at = NULL
+    FROM orphans AS o
+    WHERE j.id = o.id AND j.state = 'running'
+    RETURNING j.state, j.queue, j.run_at
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM released WHERE state = 'pending' AND run_at <= now()) AS q
+)
+SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM dead_workers) AS worker_ids,
+       (SELECT count(*) FROM released WHERE state = 'pending') AS jobs_released,
+       (SELECT count(*) FROM released WHERE state = 'dead') AS jobs_dead,
+       (SELECT count(*) FROM woken) AS notified;
+
 -- cancel --
 -- Cancel a pending or running job (a running one's holder is fenced out): $1 id; returns the id, or no row when not cancellable.
 UPDATE workerfleet.jobs

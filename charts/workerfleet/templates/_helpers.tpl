@@ -89,7 +89,8 @@ of each pool, read by name). Pods: never created (Deployments do that).
 - apiGroups: [""]
   resources: [serviceaccounts]
   verbs: [get, create, patch]
-# Worker pods: health rollup, deletion cost on scale-in, restarting hung workers.
+# Worker pods: health rollup, dead worker incarnations, deletion cost on scale-in, restarting
+# hung workers.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, patch, delete]

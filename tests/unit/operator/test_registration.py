@@ -69,3 +69,12 @@ def test_one_startup_handler_makes_every_kopf_setting() -> None:
     assert activities[main.shutdown] == "cleanup"
     startups = [fn for fn, activity in activities.items() if activity == "startup"]
     assert startups == [main.configure]
+
+
+def test_worker_pod_events_reach_the_incarnation_handler() -> None:
+    watching = [
+        h for h in REGISTRY._watching.get_all_handlers() if h.fn is handlers.worker_pod_event
+    ]
+    assert len(watching) == 1
+    assert resource_of(watching[0])[2] == "pods"
+    assert watching[0].labels == handlers.MANAGED  # only the operator's worker pods

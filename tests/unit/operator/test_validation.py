@@ -16,23 +16,32 @@ def test_a_sound_spec_has_no_problem() -> None:
     assert parsed.spec is not None
 
 
-def test_lease_shorter_than_heartbeat_names_both_fields() -> None:
+def test_a_broken_rule_is_named_at_its_field_as_the_api_server_names_it() -> None:
     found = problem(worker={"handlers": "x", "heartbeatInterval": "10s", "leaseDuration": "5s"})
-    assert found is not None
-    assert "spec.worker.leaseDuration (5s)" in found
-    assert "spec.worker.heartbeatInterval (10s)" in found
-
-
-def test_retry_base_above_cap() -> None:
-    found = problem(worker={"handlers": "x", "retryBase": "10m", "retryCap": "1m"})
-    assert found is not None
-    assert found.startswith("spec.worker.retryBase (10m)")
+    assert found == (
+        "spec.worker.leaseDuration: worker.leaseDuration must be longer than "
+        "worker.heartbeatInterval, or a live worker loses its jobs between two heartbeats"
+    )
 
 
 def test_zero_durations_that_must_be_positive() -> None:
-    assert problem(worker={"handlers": "x", "heartbeatInterval": "0s"}) == (
-        "spec.worker.heartbeatInterval must be longer than 0"
-    )
+    found = problem(worker={"handlers": "x", "heartbeatInterval": "0s"})
+    assert found is not None
+    assert found.startswith("spec.worker.heartbeatInterval: worker.heartbeatInterval must be")
+
+
+def test_list_items_are_named_by_index() -> None:
+    found = problem(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])
+    assert found == "spec.env[1]: env name A is set twice"
+    found = problem(env=[{"name": "WORKERFLEET_X", "value": "1"}])
+    assert found is not None
+    assert found.startswith("spec.env[0].name: env names starting with WORKERFLEET_")
+
+
+def test_messages_name_the_key_at_fault() -> None:
+    found = problem(resources={"requests": {"memroy": "64Mi"}})
+    assert found is not None
+    assert found.startswith("spec.resources.requests: resources.requests.memroy is not a resource")
 
 
 def test_schema_errors_name_the_field_path() -> None:

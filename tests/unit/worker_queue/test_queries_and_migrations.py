@@ -47,14 +47,21 @@ def test_repository_queries_exist() -> None:
         "release",
         "register_worker", "set_worker_state", "rescue_expired_leases", "reap_dead_workers",
         "cancel", "retry_dead", "prune_finished", "prune_workers", "queue_stats",
-        "worker_stats", "get_job", "list_jobs", "list_workers",
+        "worker_stats", "get_job", "list_jobs", "list_workers", "release_incarnations",
     }  # fmt: skip
     assert expected <= set(QUERIES)
 
 
 def test_notify_channel_matches_the_sql() -> None:
     assert f"pg_notify('{NOTIFY_CHANNEL}'" in sql_text("schema.sql")
-    for name in ("fail", "release", "retry_dead", "rescue_expired_leases", "reap_dead_workers"):
+    for name in (
+        "fail",
+        "release",
+        "retry_dead",
+        "rescue_expired_leases",
+        "reap_dead_workers",
+        "release_incarnations",
+    ):
         assert f"pg_notify('{NOTIFY_CHANNEL}'" in QUERIES[name], name
 
 
