@@ -65,6 +65,9 @@ def semantic_problems(spec: models.WorkerPoolSpec) -> list[str]:
             f"spec.worker.retryBase ({worker.retry_base}) must not be longer than "
             f"spec.worker.retryCap ({worker.retry_cap})"
         )
-    if spec.scaling.poll_interval_seconds <= 0:
-        problems.append("spec.scaling.pollInterval must be longer than 0")
+    if spec.scaling.poll_interval_seconds < models.MIN_POLL_SECONDS:
+        problems.append(
+            f"spec.scaling.pollInterval ({spec.scaling.poll_interval}) must be at least "
+            f"{models.MIN_POLL_SECONDS:g}s"
+        )
     return problems

@@ -13,11 +13,22 @@ from typing import Any
 
 from workerfleet.operator import builders
 
+# The ReplicaSet controller deletes pods with a lower value first (among equally ready ones).
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+
 
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _deletion_cost(annotations: Mapping[str, Any]) -> int | None:
+    try:
+        return int(annotations[DELETION_COST_ANNOTATION])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -28,9 +39,19 @@ class PodView:
     created_at: datetime | None
     deleting: bool
     phase: str
+    node_name: str | None = None
+    deletion_cost: int | None = None
+    """The pod-deletion-cost annotation (None: absent or not a number)."""
+    template_hash: str | None = None
+    """The ReplicaSet it belongs to (pod-template-hash label)."""
 
     @classmethod
-    def from_body(cls, meta: Mapping[str, Any], status: Mapping[str, Any]) -> PodView:
+    def from_body(
+        cls,
+        meta: Mapping[str, Any],
+        status: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
+    ) -> PodView:
         conditions = status.get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         containers = status.get("containerStatuses") or []
@@ -42,6 +63,9 @@ class PodView:
             created_at=parse_time(meta.get("creationTimestamp")),
             deleting=meta.get("deletionTimestamp") is not None,
             phase=str(status.get("phase") or "Unknown"),
+            node_name=(spec or {}).get("nodeName") or None,
+            deletion_cost=_deletion_cost(meta.get("annotations") or {}),
+            template_hash=(meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL),
         )
 
 
