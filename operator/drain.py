@@ -109,7 +109,13 @@ async def _shrink(
     ]
     final = scale_in.plan(call.pods(), workers, remove, takeable=_drained_pods(first, marked))
     taken = set(final.worker_ids)
-    state.left_draining |= set(holding)  # raced: they finish their job, claiming nothing
+    if holding:
+        log.info(
+            "drained workers had claimed a job in the race: they finish it, claim nothing "
+            "more, and go at a later round",
+            extra={"pool": call.pool_key, "workers": sorted(holding)},
+        )
+    state.left_draining |= set(holding)
     spare = sorted(marked - taken - set(holding))
     if spare:
         await _give_back(repository, spare, "cancelled")
@@ -121,6 +127,15 @@ async def _shrink(
     except DrainGivenUp:
         await _give_back(repository, sorted(taken), "timed_out")
         raise
+    log.info(
+        "scale-in: drained workers go first",
+        extra={
+            "pool": call.pool_key,
+            "pods": [v.pod.name for v in final.victims],
+            "held": final.held,
+            "why_held": final.why_held,
+        },
+    )
     state.in_flight = scale_in.InFlight(
         victims={v.pod.name: v.worker_ids for v in final.victims},
         busy={c.pod.name: c.jobs for c in scale_in.candidates(call.pods(), workers) if c.jobs},
