@@ -62,6 +62,9 @@ def test_crds_are_established(crds: LocalCluster) -> None:
 def test_valid_specs_are_accepted(crds: LocalCluster, namespace: str) -> None:
     code, output = create(crds, pool(namespace))
     assert code == 0, output
+    for interval in ("1s", "1500ms", "1", "2.5", "1m30s", "1d"):
+        code, output = create(crds, pool(namespace, scaling={"pollInterval": interval}))
+        assert code == 0, f"pollInterval {interval}: {output}"
     code, output = create(crds, monitor(namespace, selector={"matchLabels": {"team": "a"}}))
     assert code == 0, output
 
@@ -97,6 +100,13 @@ INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
     ("log level enum", {"worker": {"handlers": "x", "logLevel": "LOUD"}}, "spec.worker.logLevel"),
     ("pull policy enum", {"imagePullPolicy": "Sometimes"}, "spec.imagePullPolicy"),
     ("scale-up step", {"scaling": {"maxScaleUpStep": "lots"}}, "spec.scaling.maxScaleUpStep"),
+    ("scale-up step of 0%", {"scaling": {"maxScaleUpStep": "0%"}}, "spec.scaling.maxScaleUpStep"),
+    ("scale-up step of 0", {"scaling": {"maxScaleUpStep": 0}}, "spec.scaling.maxScaleUpStep"),
+    ("jobsPerWorker 0", {"scaling": {"jobsPerWorker": 0}}, "spec.scaling.jobsPerWorker"),
+    ("activationJobs 0", {"scaling": {"activationJobs": 0}}, "spec.scaling.activationJobs"),
+    ("poll interval 0", {"scaling": {"pollInterval": "0s"}}, "spec.scaling.pollInterval"),
+    ("poll interval 500ms", {"scaling": {"pollInterval": "500ms"}}, "spec.scaling.pollInterval"),
+    ("poll interval 0.5", {"scaling": {"pollInterval": "0.5"}}, "spec.scaling.pollInterval"),
     (
         "fallback above max",
         {"replicas": {"min": 1, "max": 2}, "scaling": {"fallbackReplicas": 5}},
