@@ -165,11 +165,19 @@ def sync_due(synced_at: float | None, changed_at: float | None, now: float) -> b
     return changed_at is not None and changed_at > synced_at and since >= MIN_SYNC_INTERVAL_SECONDS
 
 
-def poll_due(evaluated_at: float | None, poll_seconds: float | None, now: float) -> bool:
-    """Whether spec.scaling.pollInterval asks for an evaluation (pure): the backstop of
-    NOTIFYs, at the timer's one-second grain."""
+def poll_due(
+    evaluated_at: float | None,
+    poll_seconds: float | None,
+    now: float,
+    reconsider_at: float | None = None,
+) -> bool:
+    """Whether the pool's scale should be evaluated now (pure): spec.scaling.pollInterval
+    (the backstop of NOTIFYs), or the end of the scale-up period that limited the last
+    decision; at the timer's one-second grain."""
     if evaluated_at is None or poll_seconds is None:
         return False  # no decision yet: the first sync makes one anyway
+    if reconsider_at is not None and now >= reconsider_at > evaluated_at:
+        return True
     return now - evaluated_at >= poll_seconds
 
 
@@ -180,7 +188,8 @@ async def pool_tick(**kwargs: Any) -> None:
     now = time.monotonic()
     flush_scale_events(call, now)
     scaling = call.state.scaling
-    if poll_due(scaling.evaluated_at, scaling.poll_seconds, now):
+    reconsider_at = scaling.decision.reconsider_at if scaling.decision is not None else None
+    if poll_due(scaling.evaluated_at, scaling.poll_seconds, now, reconsider_at):
         await timed_sync("WorkerPoolTick", call, "poll")
     elif sync_due(call.state.synced_at, call.runtime.changed_at.get(call.key), now):
         await timed_sync("WorkerPoolTick", call)

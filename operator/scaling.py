@@ -79,6 +79,8 @@ class Decision:
     active: bool
     """Whether the queue drove the decision (ScalingActive)."""
     history: History
+    reconsider_at: float | None = None
+    """When the same inputs may decide otherwise (a scale-up step's period ends)."""
 
 
 def decide(inputs: ScalingInputs) -> Decision:
@@ -189,7 +191,10 @@ def _scale_up(
         recent += ((now, replicas - current),)
     history = replace(history, scale_ups=recent)
     message = f"{_arrow(inputs.current, replicas)}: {words}"
-    return Decision(replicas, reason, message, recommended, limit, True, history)
+    reconsider_at = None
+    if limit == reasons.LIMIT_SCALE_UP and recent:
+        reconsider_at = recent[0][0] + SCALE_UP_PERIOD_SECONDS
+    return Decision(replicas, reason, message, recommended, limit, True, history, reconsider_at)
 
 
 def _scale_down(

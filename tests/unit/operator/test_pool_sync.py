@@ -87,6 +87,9 @@ def test_the_timer_polls_at_the_pools_interval() -> None:
     assert not poll_due(96.0, 5.0, 100.0)
     assert poll_due(95.0, 5.0, 100.0)
     assert not poll_due(0.0, None, 100.0)
+    # A decision held back by the scale-up step is taken again when its period ends.
+    assert poll_due(96.0, 5.0, 100.0, reconsider_at=99.5)
+    assert not poll_due(96.0, 5.0, 99.0, reconsider_at=99.5)
 
 
 def test_an_unreadable_queue_decides_the_fallback(spec: models.WorkerPoolSpec) -> None:

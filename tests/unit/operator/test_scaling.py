@@ -257,6 +257,15 @@ def test_the_window_remembers_the_peak_not_every_evaluation() -> None:
     assert current == 15
 
 
+def test_a_limited_scale_up_says_when_to_look_again() -> None:
+    row = Row("", current=6, pending=200, spec={"scaling": {"maxScaleUpStep": 4}},
+              history=History(scale_ups=((NOW - 5, 4),), started=True), expected=6,
+              reason=reasons.SCALE_UP_LIMITED)  # fmt: skip
+    assert scaling.decide(inputs(row)).reconsider_at == NOW - 5 + scaling.SCALE_UP_PERIOD_SECONDS
+    free = Row("", current=2, pending=25, expected=3, reason=reasons.SCALE_QUEUE_DEPTH)
+    assert scaling.decide(inputs(free)).reconsider_at is None
+
+
 def test_step_size() -> None:
     assert [scaling.step_size(4, 10), scaling.step_size("100%", 10)] == [4, 10]
     assert [scaling.step_size("10%", 1), scaling.step_size("10%", 0)] == [1, 1]
