@@ -190,8 +190,11 @@ class Watcher:
 
 @dataclass
 class Run:
+    """One measured run: a column of the table (a real KEDA run can be one too)."""
+
     scenario: str
     step: int
+    system: str = "workerfleet"
     peak: int = 0
     to_first_change: float | None = None
     to_peak: float | None = None
@@ -469,7 +472,7 @@ def print_table(runs: list[Run], delay: str) -> None:
             f"\n{scenario}: {title}; min 0, max {MAX_REPLICAS}, jobsPerWorker {JOBS_PER_WORKER}, "
             f"concurrency {CONCURRENCY}; workerfleet scaleDownDelay {delay}"
         )
-        headers = [f"workerfleet step {r.step}" for r in mine] + ["KEDA defaults (computed)"]
+        headers = [f"{r.system} step {r.step}" for r in mine] + ["KEDA defaults (computed)"]
         rows: list[tuple[str, list[str]]] = [
             ("first replicas change", [seconds(r.to_first_change) for r in mine] + ["-"]),
             (

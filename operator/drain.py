@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import asyncpg
+
 from workerfleet.operator import metrics, models, reasons, scale_in
 from workerfleet.operator.errors import QueueAccessError
 from workerfleet.operator.kopf_glue import post
@@ -30,6 +32,7 @@ from workerfleet.operator.kube import ApiException, api_error_message
 from workerfleet.operator.runtime import PoolScaling, PoolState, Runtime
 from workerfleet.operator.views import DELETION_COST_ANNOTATION, PodView
 from workerfleet.worker.connector import TRANSIENT_ERRORS
+from workerfleet.worker.connector import describe_error as describe
 from workerfleet.worker.repository import Repository
 
 COSTS_VISIBLE_SECONDS = 10.0
@@ -69,9 +72,12 @@ class DrainGivenUp(Exception):
 
 
 # What ends a round of scale-in (or a give-back) early: the next evaluation tries again.
+# A database refusing a statement (one not migrated to 0030 yet) is one of them: the
+# message says which, in the ScalingLimited condition.
 GIVE_UP_ERRORS: tuple[type[BaseException], ...] = (
     DrainGivenUp,
     QueueAccessError,
+    asyncpg.PostgresError,
     *TRANSIENT_ERRORS,
 )
 
@@ -85,7 +91,7 @@ async def shrink(call: PoolLike, spec: models.WorkerPoolSpec, current: int, targ
         repository = await _repository(call)
         return await _shrink(call, repository, state, current, target)
     except GIVE_UP_ERRORS as error:
-        why = str(error) if isinstance(error, DrainGivenUp | QueueAccessError) else repr(error)
+        why = str(error) if isinstance(error, DrainGivenUp | QueueAccessError) else describe(error)
         log.warning("scale-in given up for now", extra={"pool": call.pool_key, "why": why})
         return Shrink(current, f"scale-in given up for now: {why}")
 

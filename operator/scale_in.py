@@ -35,6 +35,8 @@ VICTIM_COST = -100
 NEUTRAL_COST = 0
 BUSY_COST = 100
 PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+# Pods the ReplicaSet no longer counts as its own replicas.
+TERMINAL_PHASES = ("Succeeded", "Failed")
 
 Kind = Literal["unstarted", "idle", "busy", "unregistered", "undrained"]
 SAFE_KINDS = ("unstarted", "idle")
@@ -102,7 +104,11 @@ def candidates(pods: Iterable[PodView], workers: Iterable[PoolWorker]) -> list[C
     for worker in workers:
         if worker.pod is not None:
             by_pod.setdefault(worker.pod, []).append(worker)
-    return [classify(pod, by_pod.get(pod.name, [])) for pod in pods if not pod.deleting]
+    return [
+        classify(pod, by_pod.get(pod.name, []))
+        for pod in pods
+        if not pod.deleting and pod.phase not in TERMINAL_PHASES
+    ]
 
 
 def plan(

@@ -99,10 +99,12 @@ def test_already_drained_workers_are_preferred_then_the_newest() -> None:
 
 
 def test_pods_already_going_are_not_counted() -> None:
-    pods = [pod("gone", deleting=True), pod("b"), pod("c")]
+    pods = [pod("gone", deleting=True), pod("failed", phase="Failed", ready=False), pod("b"),
+            pod("c")]  # fmt: skip
     plan = scale_in.plan(pods, [worker("gone"), worker("b"), worker("c")], 1)
     assert len(plan.victims) == 1
     assert "gone" not in plan.costs
+    assert "failed" not in plan.costs
 
 
 def test_only_drained_pods_are_taken_when_the_plan_is_redone() -> None:
