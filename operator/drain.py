@@ -248,6 +248,8 @@ async def give_back_unneeded(call: PoolLike) -> None:
     state = call.state.scaling
     if state.in_flight is not None or (state.drains_checked and not state.left_draining):
         return
+    if not state.read_queue:
+        return  # the database is not answering: not worth a connection attempt per sync
     try:
         repository = await _repository(call)
         ids = set(state.left_draining)

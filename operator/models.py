@@ -243,9 +243,9 @@ class Replicas(ApiModel):
 
 
 class Scaling(ApiModel):
-    """How the pool is sized from its queue: ceil((ready pending + running) / jobsPerWorker)
-    workers, within replicas.min and replicas.max, re-evaluated on every enqueue's NOTIFY.
-    Scale-in takes idle workers only: they are drained first, then their pods go."""
+    """How the pool is sized from its queue: ceil((ready pending + running) / jobsPerWorker) \
+workers, within replicas.min and replicas.max, re-evaluated on every enqueue's NOTIFY. \
+Scale-in takes idle workers only: they are drained first, then their pods go."""
 
     cel_rules = (
         Rule(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from workerfleet.operator import scale_in, scaling
 from workerfleet.operator.health import Readiness
@@ -68,7 +69,7 @@ class Runtime:
         self.changed_at.pop(key, None)
 
     async def _evaluate(self, key: Hashable, since: float) -> None:
-        scaler = self.scalers.get(key)  # type: ignore[call-overload]
+        scaler = self.scalers.get(cast(PoolKey, key))  # triggers are keyed by pool
         if scaler is not None:
             await scaler(since)
 
