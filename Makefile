@@ -97,6 +97,11 @@ soak: setup ## Chaos soak on the local cluster: 20,000 jobs, kills, restarts; pr
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py
 
+BENCH_SCALE_ARGS ?=
+.PHONY: bench-scale
+bench-scale: setup ## Autoscaling on the local cluster beside KEDA's computed figures (about 15 minutes)
+	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
+
 # -- the image, and kind for users with a Docker engine --
 KIND_CLUSTER ?= workerfleet
 IMAGE ?= workerfleet:dev

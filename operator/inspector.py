@@ -59,6 +59,8 @@ class Snapshot:
     queues: dict[str, QueueStats]
     workers: dict[str, WorkerStats]
     taken_at: float
+    started_at: float = 0.0
+    """When its query started: it shows every change committed before that."""
 
 
 def access_error(error: BaseException, dsn: str, doing: str) -> QueueAccessError:
@@ -109,14 +111,23 @@ class QueueInspector:
         self._clock = clock
         self._databases: dict[str, _Database] = {}
 
-    async def snapshot(self, dsn: str) -> Snapshot:
-        """Fresh-enough stats of the database at ``dsn``; raises QueueAccessError."""
+    async def snapshot(self, dsn: str, newer_than: float | None = None) -> Snapshot:
+        """Fresh-enough stats of the database at ``dsn``; raises QueueAccessError.
+
+        ``newer_than`` (monotonic): the query must have started after it (a NOTIFY
+        arrived then, and the snapshot must show its job). Callers waiting on the
+        same database share the query in flight when it is new enough for them.
+        """
         database = self._databases.setdefault(dsn, _Database())
         database.used_at = self._clock()
         async with database.lock:
             now = self._clock()
             fresh = database.snapshot
-            if fresh is not None and now - fresh.taken_at < self.max_age_seconds:
+            if (
+                fresh is not None
+                and now - fresh.taken_at < self.max_age_seconds
+                and (newer_than is None or fresh.started_at >= newer_than)
+            ):
                 return fresh
             if database.error is not None and now < database.retry_at:
                 raise database.error
@@ -133,6 +144,12 @@ class QueueInspector:
             database.error = None
             metrics.STATS_QUERIES.labels(result="ok").inc()
             return database.snapshot
+
+    def retry_now(self, dsn: str) -> None:
+        """Stop backing off ``dsn``: it answered someone else (the LISTEN connection is back)."""
+        database = self._databases.get(dsn)
+        if database is not None:
+            database.retry_at = 0.0
 
     async def repository(self, dsn: str) -> Repository:
         """A repository on the shared pool (for the Monitor's recovery primitives)."""
@@ -158,6 +175,7 @@ class QueueInspector:
         return database.connector
 
     async def _query(self, dsn: str, database: _Database) -> Snapshot:
+        started = self._clock()
         connector = await self._connect(dsn, database)
         repository = Repository(connector)
         try:
@@ -171,6 +189,7 @@ class QueueInspector:
             queues={row.queue: row for row in queue_rows},
             workers={row.pool: row for row in worker_rows},
             taken_at=self._clock(),
+            started_at=started,
         )
 
     async def _drop_connector(self, database: _Database) -> None:

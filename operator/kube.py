@@ -101,6 +101,25 @@ class Kube:
 
         return await asyncio.to_thread(delete)
 
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> bool:
+        """Set annotations on a pod (a merge patch); False when the pod is gone."""
+
+        def patch() -> bool:
+            try:
+                self.core.patch_namespaced_pod(
+                    name,
+                    namespace,
+                    {"metadata": {"annotations": dict(annotations)}},
+                    _request_timeout=self.timeout,
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            return True
+
+        return await asyncio.to_thread(patch)
+
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's base64 data, or None if it does not exist (runs in the caller's thread)."""
         try:

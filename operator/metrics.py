@@ -77,6 +77,40 @@ DEAD_WORKER_JOBS = Counter(
     "Running jobs of those incarnations, released or dead-lettered (out of attempts)",
     ["outcome"],
 )
+# -- scaling --------------------------------------------------------------------------------------
+SCALE_REACTION_SECONDS = Histogram(
+    f"{PREFIX}_scale_reaction_seconds",
+    "From the NOTIFY that made a pool grow to the Deployment patch that grew it",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SCALE_CHANGES = Counter(
+    f"{PREFIX}_scale_changes_total",
+    "Changes of a pool's Deployment replicas by direction (up, down) and decision reason",
+    ["direction", "reason"],
+)
+SCALING_EVALUATIONS = Counter(
+    f"{PREFIX}_scaling_evaluations_total",
+    "Scaling decisions made, by what triggered them (notify, poll, spec, queue)",
+    ["trigger"],
+)
+DRAINS = Counter(
+    f"{PREFIX}_drains_total",
+    "Workers asked to drain before a scale-in, by outcome: started, completed (its pod "
+    "went), timed_out (a bounded wait ran out; the drain was taken back), cancelled "
+    "(no longer needed; taken back)",
+    ["outcome"],
+)
+SCALE_IN_INTERRUPTED_JOBS = Counter(
+    f"{PREFIX}_scale_in_interrupted_jobs_total",
+    "Jobs running on a pod that a scale-in deleted without it being drained first (goal: 0)",
+)
+QUEUE_NOTIFICATIONS = Counter(
+    f"{PREFIX}_queue_notifications_total", "NOTIFYs received on the queue databases' channel"
+)
+LISTEN_CONNECTIONS = Gauge(
+    f"{PREFIX}_listen_connections", "Queue databases the operator is LISTENing on right now"
+)
+
 LAST_ACTIVITY = Gauge(
     f"{PREFIX}_last_activity_timestamp_seconds",
     "Unix time of the last watch event or timer tick the operator handled",

@@ -65,6 +65,7 @@ QUANTITY_PATTERN = (
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 PERCENT_STEP_PATTERN = r"^[1-9][0-9]{0,3}%$"
+MIN_POLL_SECONDS = 1.0
 
 # The worker's variables, set by the operator from the spec; a user's env entry may not
 # shadow them.
@@ -414,7 +415,9 @@ class Replicas(ApiModel):
 
 
 class Scaling(ApiModel):
-    """How the pool is sized from the queue depth."""
+    """How the pool is sized from its queue: ceil((ready pending + running) / jobsPerWorker) \
+workers, within replicas.min and replicas.max, re-evaluated on every enqueue's NOTIFY. \
+Scale-in takes idle workers only: they are drained first, then their pods go."""
 
     cel_rules = (
         Rule(
@@ -429,21 +432,42 @@ class Scaling(ApiModel):
             ),
             ".maxScaleUpStep",
         ),
-        positive_duration("pollInterval", "scaling", "the queue would be read without pause"),
+        Rule(
+            f"{grammars.seconds_cel('self.pollInterval')} >= {MIN_POLL_SECONDS}",
+            f"scaling.pollInterval must be at least {MIN_POLL_SECONDS:g}s (the operator "
+            "evaluates pools on a one-second timer; NOTIFYs trigger evaluations at once anyway)",
+            lambda s: parse_duration(s.poll_interval) >= MIN_POLL_SECONDS,
+            ".pollInterval",
+        ),
     )
 
     jobs_per_worker: int = Field(10, ge=1, le=1_000_000)
-    """Target number of (pending + running) jobs per worker."""
+    """Target of (ready pending + running) jobs per worker: the pool runs \
+ceil((ready pending + running) / jobsPerWorker) workers, within replicas.min and max; jobs \
+scheduled for later count once due. Against worker.concurrency (jobs one worker runs at once): \
+equal, every ready job runs at once at that size; larger (say 2 x concurrency), each worker \
+works through a backlog of jobsPerWorker - concurrency jobs (fewer workers, a longer queue); \
+smaller, slots stay idle by construction (the ScalingActive condition says so)."""
     activation_jobs: int = Field(1, ge=1, le=1_000_000)
-    """Queue depth at which a pool scaled to zero wakes up."""
+    """At zero workers, the ready pending jobs it takes to start the first one (scale from \
+zero). Applies at zero only; above zero the pool follows jobsPerWorker down to replicas.min."""
     poll_interval: Duration = "5s"
-    """How often the queue depth is read."""
+    """Longest time between two evaluations of the pool's size when no NOTIFY arrives (an \
+enqueue that sent none, or the operator's LISTEN connection is down). Every enqueue's NOTIFY \
+triggers an evaluation at once. At least 1s."""
     scale_down_delay: Duration = "120s"
-    """How long lower recommendations must persist before the pool shrinks."""
+    """Scale-down stabilization window: the pool shrinks only to the highest size \
+recommended during the last scaleDownDelay, as the HPA does. A (re)started operator begins \
+with a full window, so it never shrinks at once. 0s shrinks as soon as the queue allows."""
     max_scale_up_step: IntOrPercent = 10
-    """Most workers added at once: a number, or a percentage of the current size ('50%')."""
+    """Most workers added per 15-second period (the HPA's period; evaluations run on every \
+NOTIFY, so a step per evaluation would limit nothing): a number, or a percentage of the size at \
+the start of the period ('100%' doubles it), at least 1. Reaching replicas.min is not \
+limited; replicas.max lets any burst through at once."""
     fallback_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
-    """Floor held while the queue cannot be read."""
+    """While the queue cannot be read (database down, Secret missing), the pool holds \
+max(current replicas, fallbackReplicas, replicas.min) and never shrinks; ScalingActive is \
+False meanwhile."""
 
     @property
     def poll_interval_seconds(self) -> float:
@@ -776,6 +800,19 @@ class WorkerCounts(StatusModel):
     dead: int = 0
 
 
+class ScalingStatus(StatusModel):
+    """The last scaling decision."""
+
+    reason: str = Field("", max_length=64)
+    """Why the pool has its size: QueueDepth, Minimum, Maximum, ScaleUpLimited, \
+ScaleDownDelayed, BusyWorkers, BelowActivation, QueueUnreadable, Override or ScaleInHeld."""
+    message: str = Field("", max_length=MAX_STRING_LENGTH)
+    """The decision in words, with its figures ("8 -> 20: 190 ready pending + 10 running \
+at 10 per worker, capped by max 20")."""
+    recommended_replicas: int | None = None
+    """What the queue alone asks for: ceil((ready pending + running) / jobsPerWorker)."""
+
+
 Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.HEALTH_WORDS)})]
 
 
@@ -796,6 +833,8 @@ class WorkerPoolStatus(StatusModel):
     queue: QueueStatus | None = None
     workers: WorkerCounts | None = None
     last_scale_time: Timestamp | None = None
+    """When the operator last changed the Deployment's replicas."""
+    scaling: ScalingStatus | None = None
     conditions: ConditionList | None = None
 
 

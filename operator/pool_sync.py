@@ -1,42 +1,56 @@
 """One sync of one WorkerPool, as a chain of named steps.
 
-    parse -> read queue -> decide replicas -> apply children -> observe -> report
+    parse -> read queue -> decide replicas -> shrink safely -> apply children
+          -> record the scale -> observe -> report
 
 Each step is a small function of what the steps before it produced, in the
 style of CloudNativePG's reconciler: the decisions (``validation``,
-``replicas.decide``, ``rollup``) are pure and unit-tested, the steps only move
-data between them and the cluster. The kopf handlers (``handlers.py``) build a
-:class:`PoolCall` and run :func:`timed_sync`; both the spec handlers and the
-status timer go through here, one at a time per pool (the pool's lock).
+``scaling.decide``, ``scale_in.plan``, ``rollup``) are pure and unit-tested, the
+steps only move data between them and the cluster. The kopf handlers
+(``handlers.py``) build a :class:`PoolCall` and run :func:`timed_sync`: the spec
+handlers, the status timer and, outside kopf, a NOTIFY on the pool's queue
+(``triggers.py``) all go through here, one at a time per pool (the pool's lock).
+
+What triggers a sync decides whether the scale is evaluated: a spec change, a
+NOTIFY and the poll interval (``spec.scaling.pollInterval``) do; a status
+refresh reuses the last decision unless the queue became readable or unreadable
+since. A NOTIFY's sync writes no status (it has no kopf patch to write with): it
+marks the pool so the timer refreshes the status within seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from workerfleet.operator import (
     builders,
     children,
+    drain,
     metrics,
     models,
     reasons,
-    replicas,
     rollup,
+    scaling,
     validation,
 )
 from workerfleet.operator.errors import ApplyError, QueueAccessError
 from workerfleet.operator.kopf_glue import post
 from workerfleet.operator.rollup import Observation, QueueProblem, QueueReading
-from workerfleet.operator.runtime import PoolState, Runtime
+from workerfleet.operator.runtime import PoolScaling, PoolState, Runtime
+from workerfleet.operator.scaling_status import ScalingReport
 from workerfleet.operator.views import DeploymentView, PodView, ServiceView
 from workerfleet.worker.models import QueueStats, WorkerStats
 
 QueueSeen = QueueReading | QueueProblem | None
 """What the queue step found; None when the spec is invalid and the queue was not read."""
+Trigger = Literal["spec", "status", "poll", "notify"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class PoolCall:
     body: Any
     """The WorkerPool as kopf saw it (a ``kopf.Body``)."""
     patch: Any
-    """Where the status goes (a ``kopf.Patch``)."""
+    """Where the status goes (a ``kopf.Patch``); None outside a kopf handler."""
     namespace: str
     name: str
     uid: str
@@ -111,28 +125,56 @@ class Applied:
     """A transient failure (connection, conflict): the next sync tries again."""
 
 
-async def timed_sync(kind: str, call: PoolCall) -> str | None:
+@dataclass(frozen=True)
+class Decided:
+    """The decide step: the replicas to ask for, and what the status says about scaling."""
+
+    replicas: int | None
+    report: ScalingReport
+
+
+async def timed_sync(
+    kind: str, call: PoolCall, trigger: Trigger = "status", notified_at: float | None = None
+) -> str | None:
     """:func:`sync_pool`, counted and timed as a reconcile of ``kind``: ok, invalid or error."""
     started = time.monotonic()
     result = "error"
     try:
-        problem = await sync_pool(call)
+        problem = await sync_pool(call, trigger, notified_at)
         result = "invalid" if problem is not None else "ok"
         return problem
     finally:
         metrics.record_reconcile(kind, result, time.monotonic() - started)
 
 
-async def sync_pool(call: PoolCall) -> str | None:
-    """One reconcile of one pool; returns the spec problem, if any."""
+async def sync_pool(
+    call: PoolCall, trigger: Trigger = "status", notified_at: float | None = None
+) -> str | None:
+    """One reconcile of one pool; returns the spec problem, if any.
+
+    ``notified_at``: when the NOTIFY behind a ``notify`` sync arrived (monotonic);
+    the queue read must be newer, and the reaction is measured from it.
+    """
     async with call.state.lock:
-        call.state.synced_at = time.monotonic()
+        now = time.monotonic()
         parsed = parse(call)
-        queue = await read_queue(call, parsed.spec)
-        live = call.deployment()
-        desired = decide_replicas(call.pool_key, parsed, queue, live)
-        applied = await apply_children(call, parsed, desired, live)
-        report(call, observe(call, parsed, queue, desired, applied))
+        if call.patch is None and parsed.to_apply is None:
+            return parsed.problem  # paused or invalid: nothing to scale, no status to write
+        if call.patch is not None:
+            call.state.synced_at = now
+        queue = await read_queue(call, parsed.spec, notified_at)
+        live = current_deployment(call)
+        await drain.follow(call, now)
+        decided = decide_replicas(
+            call.state.scaling, call.pool_key, parsed, queue, live, trigger, now
+        )
+        replicas = await shrink_safely(call, parsed, live, decided.replicas)
+        applied = await apply_children(call, parsed, replicas, live)
+        record_scale(call, decided, live, applied, notified_at)
+        if call.patch is None:
+            call.runtime.child_changed(call.namespace, call.name)  # the status, soon
+            return applied.spec_problem
+        report(call, observe(call, parsed, queue, replicas, applied, decided))
         return applied.spec_problem
 
 
@@ -146,8 +188,10 @@ def parse(call: PoolCall) -> Parsed:
     )
 
 
-async def read_queue(call: PoolCall, spec: models.WorkerPoolSpec | None) -> QueueSeen:
-    """The pool's queue figures, or why they cannot be read.
+async def read_queue(
+    call: PoolCall, spec: models.WorkerPoolSpec | None, newer_than: float | None = None
+) -> QueueSeen:
+    """The pool's queue figures, or why they cannot be read; LISTENs on its database.
 
     No backoff here: the inspector backs off per database and the Secret reader
     per Secret, each answering with its last error at once while it waits.
@@ -157,7 +201,9 @@ async def read_queue(call: PoolCall, spec: models.WorkerPoolSpec | None) -> Queu
     ref = spec.database.secret_ref
     try:
         dsn = await call.runtime.secrets.dsn(call.namespace, ref.name, ref.key)
-        snapshot = await call.runtime.inspector.snapshot(dsn)
+        call.state.scaling.dsn = dsn
+        call.runtime.listen(call.key, dsn, spec.queue)
+        snapshot = await call.runtime.inspector.snapshot(dsn, newer_than)
     except QueueAccessError as error:
         # A queue not created yet is normal at start (the workers create it): Unknown.
         unknown = error.reason == reasons.QUEUE_SCHEMA_MISSING
@@ -168,34 +214,138 @@ async def read_queue(call: PoolCall, spec: models.WorkerPoolSpec | None) -> Queu
     )
 
 
+def current_deployment(call: PoolCall) -> DeploymentView | None:
+    """The Deployment as the watch shows it, or as the operator's last apply returned it
+    when that is newer (the watch lags a patch by a few milliseconds)."""
+    seen, applied = call.deployment(), call.state.scaling.applied
+    if seen is None or applied is None or applied.uid != seen.uid:
+        return seen
+    return applied if applied.generation > seen.generation else seen
+
+
+def evaluation_due(
+    state: PoolScaling, trigger: Trigger, readable: bool, poll_seconds: float, now: float
+) -> bool:
+    """Whether this sync makes a new scaling decision (see the module's docstring)."""
+    if trigger != "status" or state.decision is None or state.evaluated_at is None:
+        return True
+    return now - state.evaluated_at >= poll_seconds or readable != state.read_queue
+
+
 def decide_replicas(
-    pool: str, parsed: Parsed, queue: QueueSeen, live: DeploymentView | None
-) -> int | None:
+    state: PoolScaling,
+    pool: str,
+    parsed: Parsed,
+    queue: QueueSeen,
+    live: DeploymentView | None,
+    trigger: Trigger,
+    now: float,
+) -> Decided:
     """How many workers to ask for; the live count when the spec is invalid or paused.
 
-    ``replicas.decide`` is the one call that sizes a pool, from everything a
-    replica policy may look at (:func:`replica_inputs`).
+    ``scaling.decide`` is the one call that sizes a pool, from everything the
+    policy looks at (:func:`scaling_inputs`) and the pool's history.
     """
     current = live.replicas if live is not None else None
     spec = parsed.to_apply
     if spec is None:
-        return current
-    return replicas.decide(replica_inputs(pool, spec, queue, current, time.monotonic())).replicas
+        state.history = scaling.History()  # running again starts a fresh window
+        state.decision, state.held, state.evaluated_at = None, None, None
+        report = ScalingReport(None, paused=parsed.paused, invalid=parsed.problem is not None)
+        return Decided(current, report)
+    state.poll_seconds = spec.scaling.poll_interval_seconds
+    readable = isinstance(queue, QueueReading)
+    if evaluation_due(state, trigger, readable, state.poll_seconds, now):
+        inputs = scaling_inputs(pool, spec, queue, current, state.history, now)
+        state.decision = scaling.decide(inputs)
+        state.history, state.evaluated_at, state.read_queue = state.decision.history, now, readable
+        metrics.SCALING_EVALUATIONS.labels(trigger=trigger).inc()
+    assert state.decision is not None
+    report = ScalingReport(state.decision, warning=scaling.idle_slots_warning(spec))
+    return Decided(state.decision.replicas, report)
 
 
-def replica_inputs(
-    pool: str, spec: models.WorkerPoolSpec, queue: QueueSeen, current: int | None, now: float
-) -> replicas.ReplicaInputs:
+def scaling_inputs(
+    pool: str,
+    spec: models.WorkerPoolSpec,
+    queue: QueueSeen,
+    current: int | None,
+    history: scaling.History,
+    now: float,
+) -> scaling.ScalingInputs:
     """The queue and workers as the policy sees them: None only when the queue could not
     be read (a queue or pool with no rows yet counts as all zero)."""
     reading = queue if isinstance(queue, QueueReading) else None
-    return replicas.ReplicaInputs(
+    return scaling.ScalingInputs(
         spec=spec,
         current=current,
         queue=_queue_stats(spec.queue, reading),
         workers=_worker_stats(pool, reading),
+        history=history,
         now=now,
     )
+
+
+async def shrink_safely(
+    call: PoolCall, parsed: Parsed, live: DeploymentView | None, decided: int | None
+) -> int | None:
+    """The decided replicas, or more while a scale-in cannot yet take only idle workers.
+
+    Going up (or staying), drains no longer needed are given back first.
+    """
+    state = call.state.scaling
+    spec = parsed.to_apply
+    current = live.replicas if live is not None else None
+    if spec is None or decided is None or current is None or decided >= current:
+        state.held = None
+        if spec is not None and decided is not None:
+            await drain.give_back_unneeded(call)
+        return decided
+    shrunk = await drain.shrink(call, spec, current, decided)
+    state.held = shrunk.held if shrunk.replicas > decided else None
+    return shrunk.replicas
+
+
+def record_scale(
+    call: PoolCall,
+    decided: Decided,
+    live: DeploymentView | None,
+    applied: Applied,
+    notified_at: float | None,
+) -> None:
+    """Count a change of replicas, tell it (rate-limited Event), time the reaction to it."""
+    state = call.state.scaling
+    if applied.deployment is not None and applied.deployment is not live:
+        state.applied = applied.deployment
+    before = live.replicas if live is not None else None
+    after = applied.deployment.replicas if applied.deployment is not None else None
+    decision = decided.report.decision
+    if before is None or after is None or before == after or decision is None:
+        return
+    now = time.monotonic()
+    direction = "up" if after > before else "down"
+    reason = reasons.SCALE_IN_HELD if state.held is not None else decision.reason
+    metrics.SCALE_CHANGES.labels(direction=direction, reason=reason).inc()
+    state.last_scale_at = datetime.now(UTC)
+    if direction == "up" and notified_at is not None:
+        metrics.SCALE_REACTION_SECONDS.observe(now - notified_at)
+    message = (
+        decision.message if after == decision.replicas else f"{before} -> {after}: {state.held}"
+    )
+    event = state.events.changed(before, after, message, now)
+    if event is not None:
+        post(call.body, "Normal", reasons.EVENT_SCALED, event)
+    log.info(
+        "scaled",
+        extra={"pool": call.pool_key, "from": before, "to": after, "reason": reason},
+    )
+
+
+def flush_scale_events(call: PoolCall, now: float) -> None:
+    """Post the summary of scale changes held back by the Event rate limit, once due."""
+    summary = call.state.scaling.events.flush(now)
+    if summary is not None:
+        post(call.body, "Normal", reasons.EVENT_SCALED, summary)
 
 
 async def apply_children(
@@ -219,13 +369,28 @@ async def apply_children(
 
 
 def observe(
-    call: PoolCall, parsed: Parsed, queue: QueueSeen, desired: int | None, applied: Applied
+    call: PoolCall,
+    parsed: Parsed,
+    queue: QueueSeen,
+    desired: int | None,
+    applied: Applied,
+    decided: Decided | None = None,
 ) -> Observation:
     """Everything the status is made of, gathered at one instant."""
     pods = call.pods()
     now = datetime.now(UTC)
     ready = sum(1 for p in pods if p.ready and not p.deleting)
     call.state.short_since = rollup.next_short_since(call.state.short_since, ready, desired, now)
+    scaling_report = None
+    if decided is not None:
+        held = call.state.scaling.held
+        scaling_report = ScalingReport(
+            decided.report.decision,
+            paused=decided.report.paused,
+            invalid=decided.report.invalid or applied.spec_problem is not None,
+            warning=decided.report.warning,
+            held=held,
+        )
     return Observation(
         name=call.name,
         generation=call.body.get("metadata", {}).get("generation"),
@@ -239,6 +404,8 @@ def observe(
         previous=call.body.get("status") or {},
         now=now,
         apply_problem=applied.apply_problem,
+        scaling=scaling_report,
+        last_scale_time=call.state.scaling.last_scale_at,
     )
 
 

@@ -11,7 +11,16 @@ AVAILABLE = "Available"
 DEGRADED = "Degraded"
 QUEUE_REACHABLE = "QueueReachable"
 PAUSED = "Paused"
-WORKERPOOL_CONDITIONS = (AVAILABLE, DEGRADED, QUEUE_REACHABLE, PAUSED)
+SCALING_ACTIVE = "ScalingActive"
+SCALING_LIMITED = "ScalingLimited"
+WORKERPOOL_CONDITIONS = (
+    AVAILABLE,
+    DEGRADED,
+    QUEUE_REACHABLE,
+    PAUSED,
+    SCALING_ACTIVE,
+    SCALING_LIMITED,
+)
 
 # Monitor condition types.
 READY = "Ready"
@@ -45,6 +54,21 @@ NOT_CHECKED = "NotChecked"
 PAUSED_BY_SPEC = "PausedBySpec"
 ACTIVE = "Active"
 
+# -- reasons: ScalingActive (in the HPA's spirit) --------------------------------------------------
+QUEUE_READ = "QueueRead"
+JOBS_PER_WORKER_BELOW_CONCURRENCY = "JobsPerWorkerBelowConcurrency"
+QUEUE_UNREADABLE = "QueueUnreadable"
+OVERRIDDEN = "Overridden"
+NOT_SCALING = "NotScaling"
+
+# -- reasons: ScalingLimited (what bound the queue's recommendation) ------------------------------
+LIMIT_TOO_FEW = "TooFewReplicas"
+LIMIT_TOO_MANY = "TooManyReplicas"
+LIMIT_SCALE_UP = "ScaleUpLimit"
+LIMIT_BUSY_WORKERS = "BusyWorkers"
+LIMIT_SCALE_IN = "ScaleInLimit"
+DESIRED_WITHIN_RANGE = "DesiredWithinRange"
+
 # -- reasons: Monitor Ready ----------------------------------------------------------------------
 RAN = "Ran"
 RUN_FAILED = "RunFailed"
@@ -70,9 +94,18 @@ HEALTH_WORDS = (
     HEALTH_HEALTHY,
 )
 
-# -- reasons of a replica decision (replicas.decide) ---------------------------------------------
+# -- reasons of a replica decision (scaling.decide) ----------------------------------------------
 REPLICAS_OVERRIDE = "Override"
 REPLICAS_MINIMUM = "Minimum"
+SCALE_QUEUE_DEPTH = "QueueDepth"
+SCALE_MAXIMUM = "Maximum"
+SCALE_UP_LIMITED = "ScaleUpLimited"
+SCALE_DOWN_DELAYED = "ScaleDownDelayed"
+SCALE_BUSY_WORKERS = "BusyWorkers"
+SCALE_BELOW_ACTIVATION = "BelowActivation"
+SCALE_FALLBACK = "QueueUnreadable"
+SCALE_IN_HELD = "ScaleInHeld"
+"""The scale-in procedure kept more workers than decided (see scale_in.py)."""
 
 # -- Event reasons -------------------------------------------------------------------------------
 EVENT_AVAILABLE = "Available"
@@ -88,3 +121,5 @@ EVENT_DEPLOYMENT_CREATED = "DeploymentCreated"
 EVENT_DEPLOYMENT_UPDATED = "DeploymentUpdated"
 EVENT_DEPLOYMENT_RESTORED = "DeploymentRestored"
 EVENT_RECOVERY = "Recovery"
+EVENT_SCALED = "Scaled"
+EVENT_DRAIN_TIMED_OUT = "DrainTimedOut"

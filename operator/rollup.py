@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from workerfleet.durations import format_duration
-from workerfleet.operator import builders, conditions, models, reasons
+from workerfleet.operator import builders, conditions, models, reasons, scaling_status
+from workerfleet.operator.scaling_status import ScalingReport
 from workerfleet.operator.views import DeploymentView, PodView
 from workerfleet.worker.models import QueueStats, WorkerStats
 
@@ -70,6 +71,10 @@ class Observation:
     now: datetime
     apply_problem: str | None = None
     """Why the Deployment could not be applied (a transient API error), or None."""
+    scaling: ScalingReport | None = None
+    """The last scaling decision (None: the conditions it feeds are left as they were)."""
+    last_scale_time: datetime | None = None
+    """When the operator last changed the Deployment's replicas (None: not this process)."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,8 @@ def rollup(obs: Observation) -> Rollup:
         _queue_condition(obs.queue),
         _paused(obs.paused),
     ]
+    if obs.scaling is not None:
+        updates += scaling_status.condition_updates(obs.scaling)
     merged = conditions.merge_conditions(
         previous.get("conditions"), updates, generation=obs.generation, now=obs.now
     )
@@ -279,9 +286,15 @@ def rollup(obs: Observation) -> Rollup:
     else:  # the last figures stay; QueueReachable=False says they are stale
         status["queue"] = previous.get("queue")
         status["workers"] = previous.get("workers")
+    if obs.scaling is not None:
+        status["scaling"] = scaling_status.status_block(obs.scaling)
     scaled = previous.get("desiredReplicas") not in (None, obs.desired) and obs.desired is not None
-    last_scale = conditions.rfc3339(obs.now) if scaled else previous.get("lastScaleTime")
-    status["lastScaleTime"] = last_scale
+    if obs.last_scale_time is not None:
+        status["lastScaleTime"] = conditions.rfc3339(obs.last_scale_time)
+    else:
+        status["lastScaleTime"] = (
+            conditions.rfc3339(obs.now) if scaled else previous.get("lastScaleTime")
+        )
     status = {k: v for k, v in status.items() if v is not None}
     changed = any(previous.get(key) != value for key, value in status.items())
     events = events_for(conditions.transitions(previous.get("conditions"), merged))

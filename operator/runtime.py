@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
+from workerfleet.operator import scale_in, scaling
 from workerfleet.operator.health import Readiness
 from workerfleet.operator.incarnations import Released
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
+from workerfleet.operator.queue_events import QueueEvent, QueueEvents
+from workerfleet.operator.scale_events import ScaleEvents
 from workerfleet.operator.secrets import SecretReader
 from workerfleet.operator.settings import OperatorSettings
+from workerfleet.operator.triggers import Triggers
+from workerfleet.operator.views import DeploymentView
+
+PoolKey = tuple[str, str]
+Scaler = Callable[[float], Awaitable[None]]
+"""Evaluates one pool's scale now, its queue read newer than the moment passed."""
 
 
 @dataclass
@@ -32,9 +43,38 @@ class Runtime:
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
     released: Released = field(default_factory=Released)
     """Dead worker incarnations already released, and the pod states already looked at."""
+    queue_events: QueueEvents = field(default_factory=QueueEvents)
+    """One LISTEN connection per queue database, shared by its pools."""
+    scalers: dict[PoolKey, Scaler] = field(default_factory=dict)
+    """Each pool's evaluation outside kopf's handlers (set by the handlers, latest body)."""
+    triggers: Triggers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.triggers = Triggers(self._evaluate)
 
     def child_changed(self, namespace: str, pool: str) -> None:
         self.changed_at[(namespace, pool)] = time.monotonic()
+
+    def listen(self, key: PoolKey, dsn: str, queue: str) -> None:
+        """Evaluate the pool at once whenever its queue's database says something changed."""
+
+        def on_event(event: QueueEvent) -> None:
+            if event.kind == "connected":
+                self.inspector.retry_now(dsn)  # the database is evidently back
+            self.triggers.poke(key, event.received_at)
+
+        self.queue_events.subscribe(key, dsn, queue, on_event)
+
+    def forget_pool(self, key: PoolKey) -> None:
+        self.queue_events.unsubscribe(key)
+        self.triggers.forget(key)
+        self.scalers.pop(key, None)
+        self.changed_at.pop(key, None)
+
+    async def _evaluate(self, key: Hashable, since: float) -> None:
+        scaler = self.scalers.get(cast(PoolKey, key))  # triggers are keyed by pool
+        if scaler is not None:
+            await scaler(since)
 
     @classmethod
     def create(cls, settings: OperatorSettings) -> Runtime:
@@ -51,8 +91,36 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.triggers.close()
+        await self.queue_events.close()
         await self.inspector.close()
         self.kube.close()
+
+
+@dataclass
+class PoolScaling:
+    """What one pool's scaling remembers, in memory: a restarted operator starts afresh
+    (a fresh scale-down window, and a look for drains a previous process left behind)."""
+
+    history: scaling.History = field(default_factory=scaling.History)
+    decision: scaling.Decision | None = None
+    evaluated_at: float | None = None
+    read_queue: bool = False
+    """Whether the last decision could read the queue."""
+    poll_seconds: float | None = None
+    """spec.scaling.pollInterval, as last parsed."""
+    dsn: str | None = None
+    held: str | None = None
+    """Why the last scale-in kept more workers than decided."""
+    in_flight: scale_in.InFlight | None = None
+    left_draining: set[str] = field(default_factory=set)
+    """Workers asked to drain that are not part of a scale-in under way (they claimed a
+    job in the race, or the drain's round was given up): given back when not needed."""
+    drains_checked: bool = False
+    last_scale_at: datetime | None = None
+    events: ScaleEvents = field(default_factory=ScaleEvents)
+    applied: DeploymentView | None = None
+    """The Deployment as the operator's last apply returned it (the watch may lag)."""
 
 
 @dataclass
@@ -72,6 +140,7 @@ class PoolState:
     """When the last sync started (monotonic)."""
     service_account_applied: bool = False
     """This process applied the workers' ServiceAccount since it started or the spec changed."""
+    scaling: PoolScaling = field(default_factory=PoolScaling)
 
 
 @dataclass

@@ -14,11 +14,22 @@ from typing import Any
 from workerfleet.operator import builders
 from workerfleet.operator.incarnations import PodLife, pod_life
 
+# The ReplicaSet controller deletes pods with a lower value first (among equally ready ones).
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+
 
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _deletion_cost(annotations: Mapping[str, Any]) -> int | None:
+    try:
+        return int(annotations[DELETION_COST_ANNOTATION])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -31,9 +42,19 @@ class PodView:
     phase: str
     life: PodLife | None = None
     """Its uid and worker container's life: which worker incarnation it runs."""
+    node_name: str | None = None
+    deletion_cost: int | None = None
+    """The pod-deletion-cost annotation (None: absent or not a number)."""
+    template_hash: str | None = None
+    """The ReplicaSet it belongs to (pod-template-hash label)."""
 
     @classmethod
-    def from_body(cls, meta: Mapping[str, Any], status: Mapping[str, Any]) -> PodView:
+    def from_body(
+        cls,
+        meta: Mapping[str, Any],
+        status: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
+    ) -> PodView:
         conditions = status.get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         containers = status.get("containerStatuses") or []
@@ -46,6 +67,9 @@ class PodView:
             deleting=meta.get("deletionTimestamp") is not None,
             phase=str(status.get("phase") or "Unknown"),
             life=pod_life(meta, status),
+            node_name=(spec or {}).get("nodeName") or None,
+            deletion_cost=_deletion_cost(meta.get("annotations") or {}),
+            template_hash=(meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL),
         )
 
 

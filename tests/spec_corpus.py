@@ -185,6 +185,18 @@ BAD: list[Case] = [
         {"scaling": {"pollInterval": "0.0"}},
         "spec.scaling.pollInterval",
     ),
+    pool(
+        "bounds",
+        "queue poll interval under a second",
+        {"scaling": {"pollInterval": "500ms"}},
+        "spec.scaling.pollInterval",
+    ),
+    pool(
+        "bounds",
+        "queue poll interval under a second, bare seconds",
+        {"scaling": {"pollInterval": "0.5"}},
+        "spec.scaling.pollInterval",
+    ),
     monitor("zero duration", "interval", {"interval": "0s"}, "spec.interval"),
     monitor("zero duration", "dead worker after", {"deadWorkerAfter": "0m"}, "deadWorkerAfter"),
     monitor(

@@ -83,6 +83,9 @@ class RuntimeState:
     last_heartbeat_at: dt.datetime | None = None
     database: DatabaseStatus = field(default_factory=DatabaseStatus)
     listener_connected: bool = False
+    # The operator asked this worker to drain before a scale-in (its row is 'draining'):
+    # it claims nothing and reports unready until the pod goes or the request is taken back.
+    drain_requested: bool = False
     queue_stats: Sequence[QueueStats] = ()
     queue_stats_at: dt.datetime | None = None
 
@@ -127,9 +130,12 @@ def liveness(
 
 
 def readiness(state: RuntimeState) -> Verdict:
-    """Ready = running (not starting or draining) and the database answered last time."""
+    """Ready = running (not starting or draining), not asked by the operator to drain, and
+    the database answered last time."""
     if state.phase != "running":
         return Verdict(False, state.phase)
+    if state.drain_requested:
+        return Verdict(False, "draining: the operator chose this worker for a scale-in")
     if state.database.connected is not True:
         return Verdict(False, "database unreachable: " + (state.database.last_error or "unchecked"))
     return Verdict(True, "ok")

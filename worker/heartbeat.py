@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable
 
 from workerfleet.worker.health import JobKey, RuntimeState
 from workerfleet.worker.loop import JobLoop
@@ -45,6 +46,7 @@ class Heartbeat:
         metrics: WorkerMetrics,
         interval_seconds: float,
         lease_seconds: float,
+        on_worker_state: Callable[[str | None], None] = lambda _state: None,
     ) -> None:
         self.repository = repository
         self.state = state
@@ -52,16 +54,26 @@ class Heartbeat:
         self.metrics = metrics
         self.interval_seconds = interval_seconds
         self.lease_seconds = lease_seconds
+        self.on_worker_state = on_worker_state
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Beat now rather than at the end of the interval (the worker's row changed)."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat every interval until ``stop`` is set (it keeps going while draining)."""
         while not stop.is_set():
+            self._wake.clear()
             await self.beat()
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
             try:
-                async with asyncio.timeout(self.interval_seconds):
-                    await stop.wait()
-            except TimeoutError:
-                pass
+                await asyncio.wait(
+                    waiters, timeout=self.interval_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def beat(self) -> bool:
         self.state.last_heartbeat_tick = time.monotonic()
@@ -70,7 +82,7 @@ class Heartbeat:
         timeout = max(BEAT_TIMEOUT_INTERVALS * self.interval_seconds, BEAT_TIMEOUT_MIN_SECONDS)
         try:
             async with asyncio.timeout(timeout):
-                held = await self.repository.heartbeat(
+                result = await self.repository.beat(
                     self.state.worker_id,
                     list(sent.values()),
                     self.lease_seconds,
@@ -85,7 +97,8 @@ class Heartbeat:
         self.state.last_heartbeat_ok = now
         self.state.last_heartbeat_at = dt.datetime.now(dt.UTC)
         self.loop.record_database_ok()
-        lost = lost_jobs(sent, held)
+        lost = lost_jobs(sent, set(result.held))
         if lost:
             self.loop.note_fenced(lost)
+        self.on_worker_state(result.worker_state)
         return True

@@ -17,7 +17,7 @@ from workerfleet.worker import connector, retry
 from workerfleet.worker.health import RuntimeState
 from workerfleet.worker.logging_setup import LOGGER_NAME
 from workerfleet.worker.metrics import WorkerMetrics
-from workerfleet.worker.repository import NOTIFY_CHANNEL
+from workerfleet.worker.repository import NOTIFY_CHANNEL, WORKERS_CHANNEL
 
 CLOSE_TIMEOUT_SECONDS = 2.0
 
@@ -37,17 +37,23 @@ class Listener:
         on_wake: Callable[[], None],
         state: RuntimeState,
         metrics: WorkerMetrics,
+        on_row_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.dsn = dsn
         self.queues = tuple(queues)
         self.on_wake = on_wake
         self.state = state
         self.metrics = metrics
+        self.on_row_changed = on_row_changed
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         if concerns_us(payload, self.queues):
             self.metrics.notifications.inc()
             self.on_wake()
+
+    def _on_worker_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self.state.worker_id:
+            self.on_row_changed()
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = connector.reconnect_backoff()
@@ -73,10 +79,13 @@ class Listener:
         connection.add_termination_listener(lambda _connection: lost.set())
         try:
             await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # The operator's drain requests: the heartbeat reads the row at once.
+            await connection.add_listener(WORKERS_CHANNEL, self._on_worker_notify)
             self.state.listener_connected = True
             backoff.reset()
             log.debug("listening", extra={"channel": NOTIFY_CHANNEL})
             self.on_wake()  # whatever was enqueued while we were not listening
+            self.on_row_changed()  # and a drain asked meanwhile
             waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

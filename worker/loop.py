@@ -82,6 +82,8 @@ class JobLoop:
         self.metrics = metrics
         self.state = state
         self.stop_fetching = asyncio.Event()
+        # Set while the operator's drain request holds claims (see hold_claims).
+        self.claims_held = False
         self._wake = asyncio.Event()
         self._tasks: dict[JobKey, asyncio.Task[None]] = {}
         # Jobs whose end is being written: a heartbeat that misses them raced that write.
@@ -96,6 +98,15 @@ class JobLoop:
 
     def request_stop(self) -> None:
         self.stop_fetching.set()
+        self._wake.set()
+
+    def hold_claims(self) -> None:
+        """Claim nothing until :meth:`resume_claims` (a drain the operator asked for):
+        running jobs go on; the database refuses this worker's claims meanwhile anyway."""
+        self.claims_held = True
+
+    def resume_claims(self) -> None:
+        self.claims_held = False
         self._wake.set()
 
     @property
@@ -117,7 +128,7 @@ class JobLoop:
             self.state.last_loop_tick = time.monotonic()
             free = self.settings.concurrency - len(self._tasks)
             self._wake.clear()
-            if free <= 0:
+            if free <= 0 or self.claims_held:
                 await self._sleep(self.settings.poll_interval)
                 continue
             if free < self.settings.concurrency / 2:

@@ -89,6 +89,29 @@ class WorkerProcess:
         if self.job_loop is not None:
             self.job_loop.request_stop()
 
+    def _worker_state_seen(self, worker_state: str | None) -> None:
+        """Follow the operator's drain request, as the heartbeat read it from our row.
+
+        Asked: claim nothing more and turn unready, finishing what runs; the pod is
+        deleted next (SIGTERM drains as usual). Taken back: claim again.
+        """
+        if self.job_loop is None or self.state.phase != "running":
+            return  # a shutdown of our own already stopped claiming for good
+        asked = worker_state == "draining"
+        if asked == self.state.drain_requested:
+            return
+        self.state.drain_requested = asked
+        self.metrics.draining.set(1 if asked else 0)
+        if asked:
+            self.job_loop.hold_claims()
+            log.info(
+                "the operator asked for a drain (scale-in): claiming nothing more, unready",
+                extra={"running": self.job_loop.running_count},
+            )
+        else:
+            self.job_loop.resume_claims()
+            log.info("the operator took its drain request back: claiming again")
+
     # -- probes ----------------------------------------------------------------
 
     def liveness(self) -> health.Verdict:
@@ -265,9 +288,15 @@ class WorkerProcess:
             self.metrics,
             self.settings.heartbeat_interval,
             self.settings.lease_seconds,
+            on_worker_state=self._worker_state_seen,
         )
         listener = Listener(
-            self.settings.dsn, self.settings.queues, job_loop.wake, self.state, self.metrics
+            self.settings.dsn,
+            self.settings.queues,
+            job_loop.wake,
+            self.state,
+            self.metrics,
+            on_row_changed=heartbeat.wake,
         )
         if self.stop_requested.is_set():
             job_loop.request_stop()

@@ -115,7 +115,9 @@ class WorkerMetrics:
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 if /readyz answers 200", registry=r)
         self.draining = Gauge(
-            f"{PREFIX}_draining", "1 once shutdown began (no new claims)", registry=r
+            f"{PREFIX}_draining",
+            "1 while claiming nothing: shutdown began, or the operator asked for a drain",
+            registry=r,
         )
         self.info = Info(f"{PREFIX}", "Identity of this worker process", registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}

@@ -227,6 +227,8 @@ class WorkerStats:
     idle: int
     draining: int
     dead: int
+    holding: int = 0
+    """Online or draining workers that held a job at their last heartbeat (busy ones included)."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> WorkerStats:
@@ -268,6 +270,32 @@ class CountDrift:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CountDrift:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """What a heartbeat learned: the running jobs still held, and the worker row's state
+    (``draining`` when the operator asked for a drain; None when the row is gone)."""
+
+    held: frozenset[int]
+    worker_state: str | None
+
+
+@dataclass(frozen=True)
+class PoolWorker:
+    """A live worker of a pool as the operator sees it when choosing scale-in victims."""
+
+    id: str
+    pod: str | None
+    state: str
+    current_jobs: int
+    """Jobs held at its last heartbeat."""
+    drain_requested: bool
+    """The operator asked it to drain (and has not taken that back)."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PoolWorker:
         return _from_row(cls, row)
 
 

@@ -34,6 +34,10 @@ Additions to the agreed contract (all backwards compatible):
   backends that have gone.
 - ``rescue_unless_another_does()``: the workers' fallback housekeeping (rescue
   plus fold) under an advisory lock, None when another process holds it.
+- Drains the operator asks for before a scale-in: ``drain_workers``,
+  ``undrain_workers``, ``running_jobs_of_workers`` and ``pool_workers``; ``beat``
+  is ``heartbeat`` that also answers the row's state, and a worker whose row is
+  ``draining`` claims nothing (the claim locks its row).
 """
 
 from __future__ import annotations
@@ -49,9 +53,11 @@ from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import (
     CountDrift,
     EnqueueRequest,
+    HeartbeatResult,
     Job,
     JobRef,
     Outcome,
+    PoolWorker,
     QueueStats,
     ReapResult,
     RescueResult,
@@ -62,6 +68,7 @@ from workerfleet.worker.queries import QUERIES
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "WORKERS_CHANNEL",
     "EnqueueRequest",
     "Outcome",
     "ReapResult",
@@ -70,6 +77,8 @@ __all__ = [
 ]
 
 NOTIFY_CHANNEL = "workerfleet_jobs"
+# Payload: a worker id whose row the operator changed (drain asked or taken back).
+WORKERS_CHANNEL = "workerfleet_workers"
 PRUNE_BATCH_ROWS = 10_000
 # Upper bound of one group-commit statement; more waiting completions take another.
 COMPLETE_BATCH_MAX_JOBS = 500
@@ -189,7 +198,22 @@ class Repository:
         jobs_failed: int,
     ) -> set[int]:
         """Refresh the worker row and extend the leases still held; returns their ids."""
-        rows = await self.connector.fetch(
+        result = await self.beat(
+            worker_id, running, lease_seconds, current_jobs, jobs_succeeded, jobs_failed
+        )
+        return set(result.held)
+
+    async def beat(
+        self,
+        worker_id: str,
+        running: Sequence[JobRef],
+        lease_seconds: float,
+        current_jobs: int,
+        jobs_succeeded: int,
+        jobs_failed: int,
+    ) -> HeartbeatResult:
+        """As :meth:`heartbeat`, also answering the row's state (a drain the operator asked)."""
+        row = await self.connector.fetchrow(
             QUERIES["heartbeat"],
             worker_id,
             [ref.id for ref in running],
@@ -199,7 +223,8 @@ class Repository:
             jobs_succeeded,
             jobs_failed,
         )
-        return {row["id"] for row in rows}
+        assert row is not None  # scalar subqueries always return one row
+        return HeartbeatResult(held=frozenset(row["held"]), worker_state=row["worker_state"])
 
     async def set_worker_state(self, worker_id: str, state: str) -> None:
         await self.connector.execute(
@@ -209,6 +234,39 @@ class Repository:
     async def list_workers(self, pool: str | None = None) -> list[WorkerRow]:
         rows = await self.connector.fetch(QUERIES["list_workers"], pool)
         return [WorkerRow.from_row(row) for row in rows]
+
+    # -- drains the operator asks for (scale-in) -----------------------------
+
+    async def pool_workers(self, pool: str, dead_after_seconds: float) -> list[PoolWorker]:
+        """The pool's online and draining workers with a fresh heartbeat, newest first."""
+        rows = await self.connector.fetch(
+            QUERIES["pool_workers"],
+            pool,
+            models.validate_seconds(dead_after_seconds, "dead_after_seconds"),
+        )
+        return [PoolWorker.from_row(row) for row in rows]
+
+    async def drain_workers(self, worker_ids: Sequence[str]) -> set[str]:
+        """Ask workers to drain; returns the ids marked. Once this returns, none of them
+        claims again (claims lock the worker's row and refuse while it drains)."""
+        if not worker_ids:
+            return set()
+        rows = await self.connector.fetch(QUERIES["drain_workers"], list(worker_ids))
+        return {row["id"] for row in rows}
+
+    async def undrain_workers(self, worker_ids: Sequence[str]) -> set[str]:
+        """Take back drains the operator asked for; returns the ids back online."""
+        if not worker_ids:
+            return set()
+        rows = await self.connector.fetch(QUERIES["undrain_workers"], list(worker_ids))
+        return {row["id"] for row in rows}
+
+    async def running_jobs_of_workers(self, worker_ids: Sequence[str]) -> dict[str, int]:
+        """Running jobs per worker id, for the workers that hold any."""
+        if not worker_ids:
+            return {}
+        rows = await self.connector.fetch(QUERIES["running_jobs_of_workers"], list(worker_ids))
+        return {row["worker_id"]: int(row["jobs"]) for row in rows}
 
     # -- the job life cycle --------------------------------------------------
 

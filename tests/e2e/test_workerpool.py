@@ -84,7 +84,8 @@ def test_pool_runs_ready_workers_that_drain_jobs(
 ) -> None:
     # Pod Security "restricted" is enforced: the pods exist only if the builder is compliant.
     crds.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    start_pool(crds, namespace, queue_dsn, worker={"concurrency": 1})
+    # 40 jobs are one worker's worth at jobsPerWorker 40: the pool stays at its min of 2.
+    start_pool(crds, namespace, queue_dsn, worker={"concurrency": 1}, scaling={"jobsPerWorker": 40})
 
     made = deployment(crds, namespace)
     assert made is not None

@@ -72,11 +72,16 @@ SELECT i.id, CASE WHEN i.run_at <= now() THEN pg_notify('workerfleet_jobs', i.qu
 FROM inserted AS i;
 
 -- claim_one_queue --
--- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows.
-WITH candidates AS (
+-- As claim, for a worker of a single queue (no per-queue fan-out to merge): $1 worker_id, $2 queue, $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows (none while the worker is draining).
+WITH claimer AS MATERIALIZED (
+    -- Shared lock on the claiming worker's row: an operator's drain_workers waits for this
+    -- claim to commit, and a claim that starts after a drain committed claims nothing.
+    SELECT w.state FROM workerfleet.workers AS w WHERE w.id = $1 FOR SHARE
+), candidates AS (
     SELECT j.id
     FROM workerfleet.jobs AS j
     WHERE j.state = 'pending' AND j.queue = $2 AND j.run_at <= now()
+        AND NOT EXISTS (SELECT 1 FROM claimer WHERE claimer.state = 'draining')
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -93,14 +98,17 @@ WHERE j.id = candidates.id
 RETURNING j.*;
 
 -- claim --
--- Lease up to $3 claimable jobs, highest priority first, giving the worker's max attempts to jobs enqueued without: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows.
-WITH candidates AS (
+-- Lease up to $3 claimable jobs, highest priority first, giving the worker's max attempts to jobs enqueued without: $1 worker_id, $2 queues (text[]), $3 limit, $4 lease_seconds, $5 max_attempts for jobs that have none; returns the claimed rows (none while the worker is draining, see claim_one_queue).
+WITH claimer AS MATERIALIZED (
+    SELECT w.state FROM workerfleet.workers AS w WHERE w.id = $1 FOR SHARE
+), candidates AS (
     SELECT c.id
     FROM unnest($2::text[]) AS q(queue)
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at
         FROM workerfleet.jobs AS j
         WHERE j.state = 'pending' AND j.queue = q.queue AND j.run_at <= now()
+            AND NOT EXISTS (SELECT 1 FROM claimer WHERE claimer.state = 'draining')
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
@@ -120,7 +128,7 @@ WHERE j.id = candidates.id
 RETURNING j.*;
 
 -- heartbeat --
--- Refresh the worker row, then extend the leases it still holds: $1 worker_id, $2 job ids (bigint[]), $3 attempts (int[]), $4 lease_seconds, $5 current_jobs, $6 jobs_succeeded, $7 jobs_failed; returns the ids still held.
+-- Refresh the worker row, then extend the leases it still holds: $1 worker_id, $2 job ids (bigint[]), $3 attempts (int[]), $4 lease_seconds, $5 current_jobs, $6 jobs_succeeded, $7 jobs_failed; returns one row: held (the ids still held) and worker_state (the row's state, 'draining' when the operator asked for a drain; NULL when the row is gone).
 -- Lock order, the same in every statement that writes several rows: the worker
 -- row, then job rows by ascending id, then the counter rows (the triggers).
 WITH worker AS (
@@ -132,7 +140,7 @@ WITH worker AS (
         -- A heartbeat proves a worker judged dead is alive after all.
         state = CASE WHEN state = 'dead' THEN 'online' ELSE state END
     WHERE id = $1
-    RETURNING id
+    RETURNING id, state
 ), held AS (
     SELECT j.id
     FROM workerfleet.jobs AS j
@@ -144,12 +152,15 @@ WITH worker AS (
         AND (SELECT count(*) FROM worker) >= 0
     ORDER BY j.id
     FOR UPDATE OF j
+), extended AS (
+    UPDATE workerfleet.jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => $4::float8)
+    FROM held
+    WHERE j.id = held.id
+    RETURNING j.id
 )
-UPDATE workerfleet.jobs AS j
-SET lease_expires_at = now() + make_interval(secs => $4::float8)
-FROM held
-WHERE j.id = held.id
-RETURNING j.id;
+SELECT coalesce((SELECT array_agg(e.id) FROM extended AS e), '{}') AS held,
+    (SELECT w.state FROM worker AS w) AS worker_state;
 
 -- complete_many --
 -- Record success for each job the caller still holds, in one statement; parallel arrays: $1 ids, $2 worker_ids, $3 attempts, $4 results (JSON text); returns (id, worker_id, attempt) of the jobs recorded, the others were fenced.
@@ -220,10 +231,11 @@ SET pool = excluded.pool, queues = excluded.queues, pod = excluded.pod,
     version = excluded.version, state = 'online', heartbeat_at = now();
 
 -- set_worker_state --
--- Move a worker to a state: $1 id, $2 state (online, draining, offline, dead).
+-- Move a worker to a state, by the worker itself: $1 id, $2 state (online, draining, offline, dead). A drain it starts on its own (SIGTERM) is not the operator's to undo, so any drain request is cleared.
 UPDATE workerfleet.workers
 SET state = $2,
     heartbeat_at = now(),
+    drain_requested_at = NULL,
     current_jobs = CASE WHEN $2 IN ('offline', 'dead') THEN 0 ELSE current_jobs END
 WHERE id = $1;
 
@@ -454,7 +466,7 @@ LEFT JOIN finished AS f ON f.queue = c.queue
 ORDER BY c.queue;
 
 -- worker_stats --
--- Worker counts per pool; a worker silent for $1 seconds counts as dead: $1 dead_after_seconds.
+-- Worker counts per pool; a worker silent for $1 seconds counts as dead; holding = online or draining workers with a job at their last heartbeat: $1 dead_after_seconds.
 WITH w AS (
     SELECT pool, state, current_jobs,
         heartbeat_at >= now() - make_interval(secs => $1::float8) AS fresh
@@ -466,7 +478,9 @@ SELECT pool,
     count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs > 0) AS busy,
     count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs = 0) AS idle,
     count(*) FILTER (WHERE state = 'draining' AND fresh) AS draining,
-    count(*) FILTER (WHERE state = 'dead' OR NOT fresh) AS dead
+    count(*) FILTER (WHERE state = 'dead' OR NOT fresh) AS dead,
+    count(*) FILTER (WHERE state IN ('online', 'draining') AND fresh AND current_jobs > 0)
+        AS holding
 FROM w
 GROUP BY pool
 ORDER BY pool;
@@ -497,3 +511,44 @@ SELECT workerfleet.enqueue(
     coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
     $6::integer, $7::text
 ) AS id;
+
+-- pool_workers --
+-- The live workers of one pool, for choosing scale-in victims: $1 pool, $2 dead_after_seconds; rows online or draining with a heartbeat fresher than $2, newest first.
+SELECT id, pod, state, current_jobs, drain_requested_at IS NOT NULL AS drain_requested
+FROM workerfleet.workers
+WHERE pool = $1 AND state IN ('online', 'draining')
+    AND heartbeat_at >= now() - make_interval(secs => $2::float8)
+ORDER BY started_at DESC, id;
+
+-- drain_workers --
+-- The operator asks workers to drain before a scale-in: $1 worker ids (text[]); online ones (and ones already draining at its request) become draining with drain_requested_at set and are notified on workerfleet_workers; returns the ids marked. Waits for their claims in flight (claim locks the row), so once this commits they claim nothing more.
+WITH marked AS (
+    UPDATE workerfleet.workers
+    SET state = 'draining', drain_requested_at = coalesce(drain_requested_at, now())
+    WHERE id = ANY($1::text[])
+        AND (state = 'online' OR (state = 'draining' AND drain_requested_at IS NOT NULL))
+    RETURNING id
+), woken AS (
+    SELECT pg_notify('workerfleet_workers', m.id) FROM marked AS m
+)
+SELECT m.id, (SELECT count(*) FROM woken) AS notified FROM marked AS m ORDER BY m.id;
+
+-- undrain_workers --
+-- The operator no longer needs these workers gone: $1 worker ids (text[]); the ones still draining at its request go back online and are notified on workerfleet_workers; returns their ids.
+WITH restored AS (
+    UPDATE workerfleet.workers
+    SET state = 'online', drain_requested_at = NULL
+    WHERE id = ANY($1::text[]) AND state = 'draining' AND drain_requested_at IS NOT NULL
+    RETURNING id
+), woken AS (
+    SELECT pg_notify('workerfleet_workers', r.id) FROM restored AS r
+)
+SELECT r.id, (SELECT count(*) FROM woken) AS notified FROM restored AS r ORDER BY r.id;
+
+-- running_jobs_of_workers --
+-- Running jobs held by each of $1 worker ids (text[]), as every committed claim left them; returns worker_id and jobs for the workers holding any.
+SELECT worker_id, count(*) AS jobs
+FROM workerfleet.jobs
+WHERE state = 'running' AND worker_id = ANY($1::text[])
+GROUP BY worker_id
+ORDER BY worker_id;

@@ -79,7 +79,10 @@ CREATE TABLE workerfleet.workers (
     current_jobs integer NOT NULL DEFAULT 0,
     jobs_succeeded bigint NOT NULL DEFAULT 0,
     jobs_failed bigint NOT NULL DEFAULT 0,
-    version text
+    version text,
+    -- Set when the operator asked this worker to drain before a scale-in (see
+    -- migrations/0007); NULL when it runs freely or drains on its own (SIGTERM).
+    drain_requested_at timestamptz
 );
 
 CREATE INDEX workers_pool_idx ON workerfleet.workers (pool);

@@ -62,6 +62,9 @@ def test_crds_are_established(crds: LocalCluster) -> None:
 def test_valid_specs_are_accepted(crds: LocalCluster, namespace: str) -> None:
     code, output = create(crds, pool(namespace))
     assert code == 0, output
+    for interval in ("1s", "1500ms", "1", "2.5", "1m30s", "1d"):
+        code, output = create(crds, pool(namespace, scaling={"pollInterval": interval}))
+        assert code == 0, f"pollInterval {interval}: {output}"
     code, output = create(crds, monitor(namespace, selector={"matchLabels": {"team": "a"}}))
     assert code == 0, output
 

@@ -197,14 +197,15 @@ async def test_worker_stats_per_pool(repo: Repository, connector: Connector) -> 
         await repo.register_worker(worker_id, pool, ["q"], None, None)
     await repo.heartbeat("busy-1", [], LEASE_SECONDS, 3, 0, 0)
     await repo.set_worker_state("drain-1", "draining")
+    await repo.heartbeat("drain-1", [], LEASE_SECONDS, 1, 0, 0)  # still finishing a job
     await repo.set_worker_state("dead-1", "dead")
     await repo.set_worker_state("off-1", "offline")
     await _age_worker(connector, "stale-1", 300)
 
     stats = await repo.worker_stats(dead_after_seconds=60)
     assert stats == [
-        WorkerStats(pool="p1", online=2, busy=1, idle=1, draining=1, dead=2),
-        WorkerStats(pool="p2", online=1, busy=0, idle=1, draining=0, dead=0),
+        WorkerStats(pool="p1", online=2, busy=1, idle=1, draining=1, dead=2, holding=2),
+        WorkerStats(pool="p2", online=1, busy=0, idle=1, draining=0, dead=0, holding=0),
     ]
 
 

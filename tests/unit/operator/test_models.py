@@ -49,6 +49,11 @@ def test_camel_case_aliases_round_trip() -> None:
         ({"scaling": {"fallbackReplicas": 20}}, "scaling.fallbackReplicas"),
         ({"scaling": {"maxScaleUpStep": "150"}}, "maxScaleUpStep"),
         ({"scaling": {"maxScaleUpStep": 0}}, "maxScaleUpStep"),
+        ({"scaling": {"maxScaleUpStep": "0%"}}, "maxScaleUpStep"),
+        ({"scaling": {"jobsPerWorker": 0}}, "jobsPerWorker"),
+        ({"scaling": {"pollInterval": "0s"}}, "scaling.pollInterval must be at least 1s"),
+        ({"scaling": {"pollInterval": "500ms"}}, "scaling.pollInterval must be at least 1s"),
+        ({"scaling": {"pollInterval": "0.5"}}, "scaling.pollInterval must be at least 1s"),
         ({"env": [{"name": "WORKERFLEET_DSN", "value": "x"}]}, "set by the operator"),
         ({"env": [{"name": "POD_IP", "value": "x"}]}, "set by the operator"),
         (
@@ -73,6 +78,12 @@ def test_invalid_specs_are_refused_naming_the_problem(
 
 def test_percentage_scale_up_step_is_accepted() -> None:
     assert parse(scaling={"maxScaleUpStep": "50%"}).scaling.max_scale_up_step == "50%"
+
+
+@pytest.mark.parametrize("interval", ["1s", "1500ms", "1", "2.5", "1m30s", "1d"])
+def test_poll_intervals_of_a_second_or_more_are_accepted(interval: str) -> None:
+    # The CEL twin of the rule accepts the same (tests/integration/operator/test_crds.py).
+    assert parse(scaling={"pollInterval": interval}).scaling.poll_interval == interval
 
 
 def test_label_selector_requirement_values_follow_operator() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from workerfleet.worker import migrations
 from workerfleet.worker.queries import QUERIES, QueryFileError, parse_queries, sql_text
-from workerfleet.worker.repository import NOTIFY_CHANNEL
+from workerfleet.worker.repository import NOTIFY_CHANNEL, WORKERS_CHANNEL
 
 PARAMETER = re.compile(r"\$(\d+)")
 
@@ -48,6 +48,7 @@ def test_repository_queries_exist() -> None:
         "register_worker", "set_worker_state", "rescue_expired_leases", "reap_dead_workers",
         "cancel", "retry_dead", "prune_finished", "prune_workers", "queue_stats",
         "worker_stats", "get_job", "list_jobs", "list_workers", "release_incarnations",
+        "pool_workers", "drain_workers", "undrain_workers", "running_jobs_of_workers",
     }  # fmt: skip
     assert expected <= set(QUERIES)
 
@@ -63,6 +64,8 @@ def test_notify_channel_matches_the_sql() -> None:
         "release_incarnations",
     ):
         assert f"pg_notify('{NOTIFY_CHANNEL}'" in QUERIES[name], name
+    for name in ("drain_workers", "undrain_workers"):
+        assert f"pg_notify('{WORKERS_CHANNEL}'" in QUERIES[name], name
 
 
 def test_migrations_are_numbered_without_gaps() -> None:

@@ -73,6 +73,14 @@ def test_readiness_needs_running_and_a_reachable_database() -> None:
     assert "refused" in verdict.reason
 
 
+def test_a_drain_asked_by_the_operator_makes_the_worker_unready_not_dead() -> None:
+    asked = _state(drain_requested=True)
+    verdict = health.readiness(asked)
+    assert not verdict.ok
+    assert "operator" in verdict.reason
+    assert health.liveness(asked, 1100.0, 1.0, 5.0).ok
+
+
 def test_report_has_the_seed_000_shape() -> None:
     state = _state(queue_stats=[STATS], queue_stats_at=NOW)
     state.running[(42, 1)] = health.RunningJob(42, 1, "emails", "send", NOW, 1090.0)
