@@ -27,6 +27,15 @@ Additions to the agreed contract (all backwards compatible):
   sees the job missing from its next heartbeat); ``retry_dead`` also
   re-queues a cancelled job.
 - ``prune_workers(older_than_seconds)`` deletes offline/dead worker rows.
+- Recovery and retention take a scope (``queues``, ``pools``; None: everything),
+  so a Monitor touches only the queues and workers of the pools it selects;
+  ``rescue_expired_leases`` also takes a grace after lease expiry.
+- ``recover`` runs reaping and rescue as one pass in one transaction under
+  the database's recovery lock (``RECOVERY_LOCK_KEY``), so two passes (two
+  operator replicas, a Monitor and the recover CLI) never run at once.
+- fail, bury, rescue and reap count what they do per queue and minute
+  (``job_failures``, read back through ``QueueStats.failures``);
+  ``prune_failure_counts`` deletes the counts past the stats' hour.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from workerfleet.worker import models
 from workerfleet.worker.connector import Connector
@@ -46,6 +55,7 @@ from workerfleet.worker.models import (
     Outcome,
     QueueStats,
     ReapResult,
+    RecoveryResult,
     RescueResult,
     WorkerRow,
     WorkerStats,
@@ -57,17 +67,30 @@ __all__ = [
     "EnqueueRequest",
     "Outcome",
     "ReapResult",
+    "RecoveryResult",
     "Repository",
     "RescueResult",
 ]
 
 NOTIFY_CHANNEL = "workerfleet_jobs"
-PRUNE_BATCH_ROWS = 10_000
+# One prune statement deletes at most this many rows, so the counter rows it
+# updates (the ones completions update too) are held for one short batch only.
+PRUNE_BATCH_ROWS = 2_000
+# Any fixed bigint shared by every workerfleet process: "wfrecovr" in ASCII.
+RECOVERY_LOCK_KEY = 0x77667265636F7672
+# Failure counts are read for the last FAILURE_HISTORY_MINUTES; a minute's margin.
+FAILURE_COUNTS_KEEP_SECONDS = (models.FAILURE_HISTORY_MINUTES + 1) * 60.0
 # Upper bound of one group-commit statement; more waiting completions take another.
 COMPLETE_BATCH_MAX_JOBS = 500
 
 _RefKey = tuple[int, str, int]
 _Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
+
+
+def _validate_batch(rows: int) -> int:
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise models.InvalidJobError("batch_rows", f"must be a positive integer, got {rows!r}")
+    return rows
 
 
 def _encode(value: Any) -> str | None:
@@ -140,6 +163,53 @@ async def _complete_many(
     )
     recorded = {(row["id"], row["worker_id"], row["attempt"]) for row in rows}
     return _grant([ref for ref, _ in items], recorded)
+
+
+class _Fetches(Protocol):
+    """A connection pool or one connection (inside a transaction)."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+
+def _optional_names(names: Sequence[str] | None, field: str) -> list[str] | None:
+    if names is None:
+        return None
+    return [models.validate_queue_name(name, f"{field}[{i}]") for i, name in enumerate(names)]
+
+
+async def _rescue(
+    db: _Fetches, retry_delay_seconds: float, queues: Sequence[str] | None, grace_seconds: float
+) -> RescueResult:
+    row = await db.fetchrow(
+        QUERIES["rescue_expired_leases"],
+        models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        _optional_names(queues, "queues"),
+        models.validate_seconds(grace_seconds, "grace_seconds"),
+    )
+    assert row is not None  # an aggregate always returns one row
+    return RescueResult(rescued=row["rescued"], dead=row["dead"])
+
+
+async def _reap(
+    db: _Fetches,
+    older_than_seconds: float,
+    retry_delay_seconds: float,
+    pools: Sequence[str] | None,
+) -> ReapResult:
+    row = await db.fetchrow(
+        QUERIES["reap_dead_workers"],
+        models.validate_seconds(older_than_seconds, "older_than_seconds"),
+        models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
+        None if pools is None else list(pools),
+    )
+    assert row is not None  # scalar subqueries always return one row
+    return ReapResult(
+        workers=len(row["worker_ids"]),
+        jobs_released=row["jobs_released"],
+        jobs_dead=row["jobs_dead"],
+        worker_ids=tuple(row["worker_ids"]),
+        pods=tuple(row["pods"]),
+    )
 
 
 class Repository:
@@ -366,35 +436,59 @@ class Repository:
 
     # -- recovery and retention ------------------------------------------------
 
-    async def rescue_expired_leases(self, retry_delay_seconds: float = 0.0) -> RescueResult:
-        row = await self.connector.fetchrow(
-            QUERIES["rescue_expired_leases"],
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
-        )
-        assert row is not None  # an aggregate always returns one row
-        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+    async def rescue_expired_leases(
+        self,
+        retry_delay_seconds: float = 0.0,
+        *,
+        queues: Sequence[str] | None = None,
+        grace_seconds: float = 0.0,
+    ) -> RescueResult:
+        """Running jobs of ``queues`` (None: all) whose lease expired more than
+        ``grace_seconds`` ago, back to pending (or dead when out of attempts)."""
+        return await _rescue(self.connector, retry_delay_seconds, queues, grace_seconds)
 
     async def reap_dead_workers(
-        self, older_than_seconds: float, retry_delay_seconds: float = 0.0
+        self,
+        older_than_seconds: float,
+        retry_delay_seconds: float = 0.0,
+        *,
+        pools: Sequence[str] | None = None,
     ) -> ReapResult:
-        row = await self.connector.fetchrow(
-            QUERIES["reap_dead_workers"],
-            models.validate_seconds(older_than_seconds, "older_than_seconds"),
-            models.validate_seconds(retry_delay_seconds, "retry_delay_seconds"),
-        )
-        assert row is not None  # scalar subqueries always return one row
-        return ReapResult(
-            workers=len(row["worker_ids"]),
-            jobs_released=row["jobs_released"],
-            jobs_dead=row["jobs_dead"],
-            worker_ids=tuple(row["worker_ids"]),
-            pods=tuple(row["pods"]),
-        )
+        """Workers of ``pools`` (None: all) silent for the age, marked dead; their jobs released."""
+        return await _reap(self.connector, older_than_seconds, retry_delay_seconds, pools)
+
+    async def recover(
+        self,
+        dead_after_seconds: float,
+        *,
+        queues: Sequence[str] | None = None,
+        pools: Sequence[str] | None = None,
+        grace_seconds: float = 0.0,
+        retry_delay_seconds: float = 0.0,
+    ) -> RecoveryResult:
+        """Reap dead workers of ``pools``, then rescue expired leases of ``queues``,
+        as one transaction holding the database's recovery lock.
+
+        A second pass on the same database (another operator replica, another
+        Monitor, ``workerfleet recover``) waits for this one to commit and then
+        finds nothing this one handled: no job is rescued twice.
+        """
+        async with self.connector.transaction() as connection:
+            await connection.execute(QUERIES["recovery_lock"], RECOVERY_LOCK_KEY)
+            reaped = await _reap(connection, dead_after_seconds, retry_delay_seconds, pools)
+            rescued = await _rescue(connection, retry_delay_seconds, queues, grace_seconds)
+        return RecoveryResult(reaped=reaped, rescued=rescued)
 
     async def prune_finished(
-        self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES
+        self,
+        older_than_seconds: float,
+        states: Sequence[str] = models.FINISHED_STATES,
+        *,
+        queues: Sequence[str] | None = None,
+        batch_rows: int = PRUNE_BATCH_ROWS,
     ) -> int:
-        """Delete finished jobs older than the age, in batches; returns how many."""
+        """Delete finished jobs of ``queues`` (None: all) older than the age, one
+        committed batch of ``batch_rows`` at a time; returns how many."""
         for index, state in enumerate(states):
             if state not in models.FINISHED_STATES:
                 raise models.InvalidJobError(
@@ -402,16 +496,25 @@ class Repository:
                     f"{state!r} is not a finished state: use {models.FINISHED_STATES}",
                 )
         age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        scope = _optional_names(queues, "queues")
+        limit = _validate_batch(batch_rows)
         total = 0
         while True:
             deleted = int(
                 await self.connector.fetchval(
-                    QUERIES["prune_finished"], age, list(states), PRUNE_BATCH_ROWS
+                    QUERIES["prune_finished"], age, list(states), limit, scope
                 )
             )
             total += deleted
-            if deleted < PRUNE_BATCH_ROWS:
+            if deleted < limit:
                 return total
+
+    async def prune_failure_counts(
+        self, older_than_seconds: float = FAILURE_COUNTS_KEEP_SECONDS
+    ) -> int:
+        """Delete per-minute failure counts older than the age (default: past the stats' hour)."""
+        age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        return int(await self.connector.fetchval(QUERIES["prune_failure_counts"], age))
 
     async def prune_workers(self, older_than_seconds: float) -> int:
         age = models.validate_seconds(older_than_seconds, "older_than_seconds")
