@@ -185,6 +185,58 @@ INVALID_MONITORS: list[tuple[str, dict[str, Any], str]] = [
         "spec.alerts.webhook.format",
     ),
     ("unknown field", {"restartHungWorker": True}, "restartHungWorker"),
+    (
+        "dead jobs threshold zero",
+        {"rules": {"deadJobs": {"threshold": 0}}},
+        "spec.rules.deadJobs.threshold",
+    ),
+    (
+        "window that does not parse",
+        {"rules": {"failedJobs": {"window": "15 minutes"}}},
+        "spec.rules.failedJobs.window",
+    ),
+    ("window zero", {"rules": {"failedJobs": {"window": "0s"}}}, "spec.rules.failedJobs.window"),
+    (
+        "window past the hour",
+        {"rules": {"deadJobs": {"window": "2h"}}},
+        "spec.rules.deadJobs.window",
+    ),
+    (
+        "for that does not parse",
+        {"rules": {"noWorkersWithPending": {"for": "soon"}}},
+        "spec.rules.noWorkersWithPending.for",
+    ),
+    (
+        "oldest pending threshold zero",
+        {"rules": {"oldestPending": {"threshold": "0"}}},
+        "spec.rules.oldestPending.threshold",
+    ),
+    ("webhook without a Secret", {"alerts": {"webhook": {}}}, "spec.alerts.webhook.secretRef"),
+    (
+        "webhook without a Secret name",
+        {"alerts": {"webhook": {"secretRef": {"key": "url"}}}},
+        "spec.alerts.webhook.secretRef.name",
+    ),
+    (
+        "webhook timeout zero",
+        {"alerts": {"webhook": {"secretRef": {"name": "w"}, "timeout": "0ms"}}},
+        "spec.alerts.webhook.timeout",
+    ),
+    (
+        "webhook timeout too long",
+        {"alerts": {"webhook": {"secretRef": {"name": "w"}, "timeout": "2m"}}},
+        "spec.alerts.webhook.timeout",
+    ),
+    (
+        "repeat interval below the interval",
+        {"interval": "1m", "alerts": {"repeatInterval": "59"}},
+        "spec.alerts.repeatInterval",
+    ),
+    (
+        "repeat interval below the interval, in parts",
+        {"interval": "1h30m", "alerts": {"repeatInterval": "1h29m59s"}},
+        "spec.alerts.repeatInterval",
+    ),
 ]
 
 
@@ -197,6 +249,34 @@ def test_invalid_monitors_are_refused_naming_the_field(
     code, output = create(crds, monitor(namespace, **spec))
     assert code != 0, f"{case}: accepted"
     assert field in output, f"{case}: {output}"
+
+
+def test_every_monitor_field_set_is_accepted(crds: LocalCluster, namespace: str) -> None:
+    spec = {
+        "selector": {"matchLabels": {"team": "a"}},
+        "interval": "1m30s",
+        "stuckJobAfter": "30s",
+        "deadWorkerAfter": "2m",
+        "rules": {
+            "noWorkersWithPending": {"for": "0s"},
+            "failedJobs": {"threshold": 1, "window": "1h"},
+            "deadJobs": {"enabled": False, "window": "90"},
+            "oldestPending": {"threshold": "250ms", "for": "1m"},
+            "runningExceedsCapacity": {"for": "5m"},
+            "queueGrowing": {"for": "1d"},
+        },
+        "alerts": {
+            "events": False,
+            "repeatInterval": "1d",
+            "webhook": {"secretRef": {"name": "hook"}, "format": "discord", "timeout": "60s"},
+        },
+    }
+    code, output = create(crds, monitor(namespace, **spec))
+    assert code == 0, output
+    for interval, repeat in (("90", "1m30s"), ("1m", "60"), ("2h", "1d")):
+        at_least = {"interval": interval, "alerts": {"repeatInterval": repeat}}
+        code, output = create(crds, monitor(namespace, **at_least))
+        assert code == 0, f"{interval} / {repeat}: {output}"
 
 
 def test_defaults_are_stored(crds: LocalCluster, namespace: str) -> None:
