@@ -10,11 +10,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from workerfleet.operator.health import Readiness
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
+from workerfleet.operator.notifications.notifier import Notifier
 from workerfleet.operator.secrets import SecretReader
 from workerfleet.operator.settings import OperatorSettings
 
@@ -27,6 +29,8 @@ class Runtime:
     inspector: QueueInspector
     activity: Activity
     readiness: Readiness = field(default_factory=Readiness)
+    notifier: Notifier = field(default_factory=Notifier)
+    """Every Monitor's webhook outbox."""
     changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
 
@@ -48,6 +52,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.notifier.close()
         await self.inspector.close()
         self.kube.close()
 
@@ -75,3 +80,8 @@ class PoolState:
 class MonitorState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_run: float | None = None
+    incidents: list[dict[str, Any]] | None = None
+    """status.incidents as this process last wrote them: the watch may not have brought
+    that write back by the next run, and an incident must not fire twice."""
+    written_last_run: str | None = None
+    """status.lastRun of that write."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -165,8 +166,8 @@ async def test_put_never_waits_for_a_hanging_receiver_and_a_full_outbox_drops_th
 def test_backoff_delays_stay_between_half_the_step_and_the_step(attempt: int) -> None:
     policy = RetryPolicy(base_seconds=1.0, cap_seconds=60.0)
     step = min(60.0, 2.0 ** (attempt - 1))
-    for rng in (0.0, 0.5, 0.999):
-        delay = policy.delay(attempt, Attempt(500), lambda r=rng: r)
+    for draw in (0.0, 0.5, 0.999):
+        delay = policy.delay(attempt, Attempt(500), functools.partial(float, draw))
         assert max(step / 2, policy.base_seconds) <= delay <= step
 
 
