@@ -1,7 +1,7 @@
 """A Monitor's recovery of one database, scoped to the pools it recovers.
 
-One pass per database and run: dead workers of those pools are reaped (their
-jobs released), then expired leases in their queues rescued, both in one
+One pass per database and run: expired leases in their queues are rescued,
+then dead workers of those pools reaped (their jobs released), both in one
 transaction holding the database's recovery lock (``Repository.recover``):
 another operator replica, another Monitor or ``workerfleet recover`` waits
 for it and finds nothing it handled. Retention pruning follows, in committed

@@ -314,10 +314,10 @@ class ReapResult:
 
 @dataclass(frozen=True)
 class RecoveryResult:
-    """One recovery pass over a database: dead workers reaped, then expired leases rescued."""
+    """One recovery pass over a database: expired leases rescued, then dead workers reaped."""
 
-    reaped: ReapResult
     rescued: RescueResult
+    reaped: ReapResult
 
 
 def sort_claimed(jobs: Sequence[Job]) -> list[Job]:

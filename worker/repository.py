@@ -30,7 +30,7 @@ Additions to the agreed contract (all backwards compatible):
 - Recovery and retention take a scope (``queues``, ``pools``; None: everything),
   so a Monitor touches only the queues and workers of the pools it selects;
   ``rescue_expired_leases`` also takes a grace after lease expiry.
-- ``recover`` runs reaping and rescue as one pass in one transaction under
+- ``recover`` runs rescue and reaping as one pass in one transaction under
   the database's recovery lock (``RECOVERY_LOCK_KEY``), so two passes (two
   operator replicas, a Monitor and the recover CLI) never run at once.
 - fail, bury, rescue and reap count what they do per queue and minute
@@ -466,7 +466,7 @@ class Repository:
         grace_seconds: float = 0.0,
         retry_delay_seconds: float = 0.0,
     ) -> RecoveryResult:
-        """Reap dead workers of ``pools``, then rescue expired leases of ``queues``,
+        """Rescue expired leases of ``queues``, then reap dead workers of ``pools``,
         as one transaction holding the database's recovery lock.
 
         A second pass on the same database (another operator replica, another
@@ -475,8 +475,8 @@ class Repository:
         """
         async with self.connector.transaction() as connection:
             await connection.execute(QUERIES["recovery_lock"], RECOVERY_LOCK_KEY)
-            reaped = await _reap(connection, dead_after_seconds, retry_delay_seconds, pools)
             rescued = await _rescue(connection, retry_delay_seconds, queues, grace_seconds)
+            reaped = await _reap(connection, dead_after_seconds, retry_delay_seconds, pools)
         return RecoveryResult(reaped=reaped, rescued=rescued)
 
     async def prune_finished(
