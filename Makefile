@@ -92,6 +92,10 @@ demo: setup ## Local cluster + PostgreSQL + operator + examples/; drains demo jo
 bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figures; a few minutes)
 	$(BIN)/python bench/bench_worker.py
 
+.PHONY: bench-prune
+bench-prune: venv ## Claim and completion latency while retention prunes 100,000 jobs, per batch size (prints figures)
+	$(BIN)/python bench/bench_prune.py
+
 # -- the image, and kind for users with a Docker engine --
 KIND_CLUSTER ?= workerfleet
 IMAGE ?= workerfleet:dev

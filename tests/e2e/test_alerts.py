@@ -127,6 +127,7 @@ def test_worked_example_slack_incident_fires_once_and_resolves(
         (incident,) = [i for i in status["incidents"] if i["state"] == "firing"]
         assert (incident["rule"], incident["pool"]) == (RULE, "emails")
         described = crds.kubectl("describe", "monitor", "mail-alerts", "-n", namespace).stdout
+        print(crds.kubectl("get", "monitors", "-n", namespace).stdout + described)
         assert RULE in described
         assert "firing" in described
         wait_for(
