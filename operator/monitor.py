@@ -329,6 +329,23 @@ def post_incident_events(
             post(pool_reference(namespace, pool), kind, reason, message)
 
 
+def log_changes(namespace: str, monitor: str, changes: Sequence[Change]) -> None:
+    """A log line per incident fired (WARNING, easy to filter) or resolved (INFO)."""
+    for change in changes:
+        incident = change.incident
+        level = logging.INFO if change.kind == "resolved" else logging.WARNING
+        logger.log(
+            level,
+            "incident %s: %s on %s/%s (Monitor %s): %s",
+            change.kind,
+            incident.rule,
+            namespace,
+            incident.pool,
+            monitor,
+            incident.message,
+        )
+
+
 @kopf.timer(*MONITORS, interval=MONITOR_TICK_SECONDS, sharp=True)
 async def monitor_tick(
     memo: Any,
@@ -425,6 +442,7 @@ async def run_monitor(
     patch.status.update(status)
     state.incidents, state.written_last_run = status["incidents"], status["lastRun"]
     metrics.record_firing(namespace, name, {i.key for i in evaluation.firing})
+    log_changes(namespace, name, evaluation.changes)
     summary = recovery.describe_run(observed.totals)
     if spec.alerts.events:
         if summary is not None:

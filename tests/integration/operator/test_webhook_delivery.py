@@ -152,17 +152,22 @@ async def test_a_receiver_down_throughout_is_given_up_on_and_the_url_never_shows
     assert "not delivered" in caplog.text
 
 
-async def test_recovery_passes_keep_their_schedule_while_the_receiver_hangs(
-    notifier: Notifier, postgres_dsn: str
+@pytest.mark.parametrize("receiver_state", ["hanging", "down"])
+async def test_recovery_passes_keep_their_schedule_while_the_webhook_fails(
+    notifier: Notifier, postgres_dsn: str, receiver_state: str
 ) -> None:
     """The outbox sends in its own task: a Monitor's recovery does not wait for it."""
     await migrate(postgres_dsn)
+    slow = RetryPolicy(base_seconds=1.0, cap_seconds=5.0, max_attempts=100)
     async with await Connector.open(postgres_dsn, min_size=1, max_size=4) as connector:
         repository = Repository(connector)
         await repository.enqueue_many([EnqueueRequest("q", "t") for _ in range(5)])
         await repository.claim("w", ["q"], 5, lease_seconds=0.05)
         with WebhookReceiver([Reply(hang=True)]) as receiver:
-            outbox = outbox_for(notifier, receiver.url, timeout=30.0)
+            url = receiver.url
+            if receiver_state == "down":
+                url = f"http://{LOOPBACK}:{free_port()}{SECRET_PATH}"  # nothing listens
+            outbox = outbox_for(notifier, url, timeout=30.0, policy=slow)
             passes: list[float] = []
             rescued = 0
             for index in range(5):
@@ -172,8 +177,17 @@ async def test_recovery_passes_keep_their_schedule_while_the_receiver_hangs(
                 rescued += result.rescued.rescued
                 passes.append(time.monotonic() - started)
                 await asyncio.sleep(0.1)
-            assert len(receiver.requests()) == 1  # the first POST is still hanging
+            # Nothing got through, all five wait, and every pass ran meanwhile.
             assert outbox.pending == 5
+            assert outbox.record.delivered == 0
+            if receiver_state == "hanging":
+                assert len(receiver.requests()) == 1  # the first POST is still hanging
+            else:
+                assert outbox.record.last_failure is not None
+                assert outbox.record.last_failure.startswith("cannot connect")
             await outbox.close()
     assert rescued == 5
-    print("\nrecovery passes while the webhook hangs (s): " + ", ".join(f"{p:.3f}" for p in passes))
+    print(
+        f"\nrecovery passes while the webhook is {receiver_state} (s): "
+        + ", ".join(f"{p:.3f}" for p in passes)
+    )
