@@ -52,10 +52,11 @@ class PoolFacts:
     name: str
     queue: QueueStats | None
     workers: WorkerStats | None
-    concurrency: int
-    """spec.worker.concurrency: jobs one worker runs at once."""
-    ceiling: int
-    """Most workers the pool may run now: replicas.override if set, else replicas.max."""
+    concurrency: int | None
+    """spec.worker.concurrency: jobs one worker runs at once (None: its spec does not parse)."""
+    ceiling: int | None
+    """Most workers the pool may run now: replicas.override if set, else replicas.max (None:
+    its spec does not parse)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Check:
     """False while the condition holds but must not fire yet whatever ``for`` says."""
 
 
-RuleCheck = Callable[[PoolFacts, Any, Incident | None], Check]
+RuleCheck = Callable[[PoolFacts, Any, Incident | None], Check | None]
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class RuleDefinition:
     """The rule's name in spec.rules and in status.incidents."""
     settings: Callable[[models.MonitorRules], models.AlertRule]
     check: RuleCheck
-    """(facts, the rule's settings, the active incident or None) -> Check."""
+    """(facts, the rule's settings, the active incident or None) -> Check, or None when
+    the facts cannot tell (the incident then stays as it is)."""
 
 
 def _queue(facts: PoolFacts) -> QueueStats:
@@ -183,7 +185,9 @@ def check_oldest_pending(
 
 def check_running_exceeds_capacity(
     facts: PoolFacts, rule: models.RunningExceedsCapacityRule, active: Incident | None
-) -> Check:
+) -> Check | None:
+    if facts.concurrency is None:
+        return None
     workers = _workers(facts)
     capacity = (workers.online + workers.draining) * facts.concurrency
     return Check(
@@ -197,7 +201,9 @@ def check_running_exceeds_capacity(
 
 def check_queue_growing(
     facts: PoolFacts, rule: models.QueueGrowingRule, active: Incident | None
-) -> Check:
+) -> Check | None:
+    if facts.ceiling is None:
+        return None
     pending, online = _queue(facts).pending, _workers(facts).online
     at_ceiling = facts.ceiling > 0 and online >= facts.ceiling
     previous = active.value if active is not None and active.value is not None else pending
@@ -354,6 +360,10 @@ def _apply(
 ) -> None:
     settings = definition.settings(rules)
     check = definition.check(facts, settings, current)
+    if check is None:
+        if current is not None:
+            run.active[current.key] = current  # cannot tell: neither fire nor resolve
+        return
     if check.holds:
         run.hold(current, definition, facts.name, check, settings.hold_for_seconds)
     elif current is not None:

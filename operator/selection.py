@@ -29,10 +29,11 @@ class PoolRef:
     secret_key: str
     uid: str = ""
     queue: str = ""
-    concurrency: int = 1
-    """spec.worker.concurrency."""
-    ceiling: int = 0
-    """Most workers it may run now: replicas.override if set, else replicas.max."""
+    concurrency: int | None = None
+    """spec.worker.concurrency (None: the spec does not parse)."""
+    ceiling: int | None = None
+    """Most workers it may run now: replicas.override if set, else replicas.max (None: the
+    spec does not parse)."""
 
     def key(self, namespace: str) -> str:
         """The pool's name in the workers table."""
@@ -43,7 +44,7 @@ class PoolRef:
         cls, name: str, uid: str, labels: Mapping[str, str], spec: Mapping[str, Any]
     ) -> PoolRef:
         """From a WorkerPool's spec as stored; a spec that does not parse still names its
-        Secret (recovery needs no more), with the rules' figures at their least."""
+        Secret and queue (recovery needs no more), without the figures of its workers."""
         secret = (spec.get("database") or {}).get("secretRef") or {}
         ref = cls(
             name=name,

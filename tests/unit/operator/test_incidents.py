@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -393,3 +393,17 @@ def test_status_round_trip_keeps_every_field() -> None:
     assert stored["firedAt"] == "2026-03-01T12:01:00Z"
     assert incidents.from_status([stored]) == [incident]
     assert incidents.from_status([{"rule": "x"}, {"garbage": True}]) == []
+
+
+def test_rules_needing_the_spec_cannot_tell_for_a_pool_whose_spec_does_not_parse() -> None:
+    rules = only("runningExceedsCapacity", **{"for": "0s"})
+    firing = incidents.evaluate(rules, [facts(online=1, running=9)], ["emails"], [], T0)
+    assert [c.kind for c in firing.changes] == ["fired"]
+    unknown = replace(facts(online=1, running=0), concurrency=None, ceiling=None)
+    later = incidents.evaluate(
+        rules, [unknown], ["emails"], firing.incidents, T0 + timedelta(minutes=1)
+    )
+    assert later.changes == ()
+    assert [i.state for i in later.incidents] == ["firing"]
+    growing = only("queueGrowing", **{"for": "0s"})
+    assert incidents.evaluate(growing, [unknown], ["emails"], [], T0).incidents == ()

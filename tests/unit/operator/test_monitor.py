@@ -141,7 +141,7 @@ def test_pool_refs_read_the_figures_the_rules_need() -> None:
     del spec["replicas"]["override"]  # type: ignore[attr-defined]
     assert PoolRef.from_spec("emails", "u", {}, spec).ceiling == 5
     broken = PoolRef.from_spec("x", "u", {}, {"database": {"secretRef": {"name": "db"}}})
-    assert (broken.secret_name, broken.ceiling) == ("db", 0)
+    assert (broken.secret_name, broken.ceiling, broken.concurrency) == ("db", None, None)
 
 
 def test_status_carries_incidents_firing_and_delivery() -> None:
