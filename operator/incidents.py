@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
@@ -421,8 +421,3 @@ def to_status(incident: Incident) -> dict[str, Any]:
         first_value=incident.first_value,
     )
     return stored.model_dump(by_alias=True, exclude_none=True)
-
-
-def held_for(incident: Incident, now: datetime) -> timedelta:
-    """How long the incident's condition has held (until it resolved, if it did)."""
-    return (incident.resolved_at or now) - incident.since

@@ -20,11 +20,6 @@ from workerfleet.operator.secrets import SecretReader
 
 URL_SCHEMES = ("http", "https")
 
-_SECRET_REASONS = {
-    reasons.SECRET_NOT_FOUND: reasons.WEBHOOK_SECRET_NOT_FOUND,
-    reasons.SECRET_KEY_MISSING: reasons.WEBHOOK_SECRET_KEY_MISSING,
-}
-
 
 class WebhookConfigError(Exception):
     """The webhook cannot be used as configured; ``reason`` is a constant from ``reasons``."""
