@@ -101,6 +101,9 @@ BENCH_SCALE_ARGS ?=
 .PHONY: bench-scale
 bench-scale: setup ## Autoscaling on the local cluster beside KEDA's computed figures (about 15 minutes)
 	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
+.PHONY: bench-prune
+bench-prune: venv ## Claim and completion latency while retention prunes 100,000 jobs, per batch size (prints figures)
+	$(BIN)/python bench/bench_prune.py
 
 # -- the image, and kind for users with a Docker engine --
 KIND_CLUSTER ?= workerfleet

@@ -111,6 +111,27 @@ LISTEN_CONNECTIONS = Gauge(
     f"{PREFIX}_listen_connections", "Queue databases the operator is LISTENing on right now"
 )
 
+INCIDENTS_FIRING = Gauge(
+    f"{PREFIX}_incidents_firing",
+    "Incidents firing now, per Monitor, rule and WorkerPool (1 while firing)",
+    ["namespace", "monitor", "rule", "pool"],
+)
+NOTIFICATIONS = Counter(
+    f"{PREFIX}_notifications_total",
+    "Webhook notifications by format and result (delivered, failed, dropped)",
+    ["format", "result"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    f"{PREFIX}_notification_attempts_total",
+    "Webhook delivery attempts by format and outcome (2xx ... 5xx, timeout, error)",
+    ["format", "status_class"],
+)
+NOTIFICATION_DELIVERY_SECONDS = Histogram(
+    f"{PREFIX}_notification_delivery_seconds",
+    "Time from an incident's notification being queued to the webhook accepting it",
+    ["format"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
 LAST_ACTIVITY = Gauge(
     f"{PREFIX}_last_activity_timestamp_seconds",
     "Unix time of the last watch event or timer tick the operator handled",
@@ -149,3 +170,21 @@ def forget_pool(namespace: str, pool: str) -> None:
     for gauge, labels in _pool_series.pop((namespace, pool), set()):
         with contextlib.suppress(KeyError):
             gauge.remove(*labels)
+
+
+# Firing series exported per Monitor, so resolved and deleted ones can be removed.
+_firing_series: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
+
+
+def record_firing(namespace: str, monitor: str, firing: set[tuple[str, str]]) -> None:
+    """The Monitor's firing incidents now, as (rule, pool) pairs; the others' series go."""
+    now = {(namespace, monitor, rule, pool) for rule, pool in firing}
+    for labels in _firing_series.get((namespace, monitor), set()) - now:
+        with contextlib.suppress(KeyError):
+            INCIDENTS_FIRING.remove(*labels)
+    for labels in now:
+        INCIDENTS_FIRING.labels(*labels).set(1.0)
+    if now:
+        _firing_series[(namespace, monitor)] = now
+    else:
+        _firing_series.pop((namespace, monitor), None)

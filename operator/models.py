@@ -14,6 +14,7 @@ pair, with its message, in one place.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from workerfleet.durations import DURATION_PATTERN, format_duration, parse_durat
 from workerfleet.operator import grammars, reasons
 from workerfleet.worker import config as worker_config
 from workerfleet.worker import retry
-from workerfleet.worker.models import QUEUE_NAME_PATTERN
+from workerfleet.worker.models import FAILURE_HISTORY_MINUTES, QUEUE_NAME_PATTERN
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -939,37 +940,107 @@ class LabelSelector(ApiModel):
     """Label requirements a WorkerPool must meet, all of them."""
 
 
-class NoWorkersWithPendingRule(ApiModel):
-    """Fires when jobs are pending and no worker is online."""
+MAX_RULE_WINDOW_SECONDS = FAILURE_HISTORY_MINUTES * 60
+MAX_WEBHOOK_TIMEOUT_SECONDS = 60
+
+
+class AlertRule(ApiModel):
+    """What every rule has: a switch and how long its condition must hold."""
 
     enabled: bool = True
-    hold_for: Duration = Field("1m", alias="for")
-    """How long the situation must last."""
+    """Evaluate this rule (false: never fire; a firing incident resolves)."""
+    hold_for: Duration = Field("0s", alias="for")
+    """How long the condition must hold, without a break, before the incident fires (0s: at \
+the first run that sees it)."""
+
+    @property
+    def hold_for_seconds(self) -> float:
+        return parse_duration(self.hold_for)
 
 
-class FailedJobsRule(ApiModel):
-    """Fires when at least `threshold` jobs failed within `window`."""
-
-    cel_rules = (
-        positive_duration("window", "rules.failedJobs", "no failure would ever fall in it"),
+def _window_rules(path: str) -> tuple[Rule, ...]:
+    return (
+        positive_duration("window", path, "no failure would ever fall in it"),
+        Rule(
+            f"{grammars.seconds_cel('self.window')} <= {float(MAX_RULE_WINDOW_SECONDS)}",
+            f"{path}.window must be at most {format_duration(MAX_RULE_WINDOW_SECONDS)} "
+            "(failures are counted per minute for the last hour)",
+            lambda r: parse_duration(r.window) <= MAX_RULE_WINDOW_SECONDS,
+            ".window",
+        ),
     )
 
-    enabled: bool = True
-    threshold: int = Field(10, ge=1, le=1_000_000)
+
+class WindowRule(AlertRule):
+    """A rule counting events of the last `window`, counted per minute: a window of 15m \
+covers the current minute and the 14 before it."""
+
     window: Duration = "15m"
+    """How far back events count (at most 1h)."""
+
+    @property
+    def window_minutes(self) -> int:
+        return max(1, math.ceil(parse_duration(self.window) / 60))
 
 
-class OldestPendingRule(ApiModel):
-    """Fires when the oldest ready job waited longer than `threshold`."""
+class NoWorkersWithPendingRule(AlertRule):
+    """Fires when jobs are ready to run and no worker of the pool is online."""
 
-    enabled: bool = True
+    hold_for: Duration = Field("1m", alias="for")
+    """How long the situation must last before the incident fires."""
+
+
+class FailedJobsRule(WindowRule):
+    """Fires when at least `threshold` attempts failed within `window`: handler errors and \
+timeouts (retried or dead-lettered), jobs buried as permanent errors, and attempts lost with \
+their worker (lease expired, worker dead)."""
+
+    cel_rules = _window_rules("rules.failedJobs")
+
+    threshold: int = Field(10, ge=1, le=1_000_000)
+    """Failed attempts that fire the rule (at least 1)."""
+
+
+class DeadJobsRule(WindowRule):
+    """Fires when at least `threshold` jobs were dead-lettered within `window`."""
+
+    cel_rules = _window_rules("rules.deadJobs")
+
+    threshold: int = Field(1, ge=1, le=1_000_000)
+    """Dead-lettered jobs that fire the rule (at least 1: any)."""
+
+
+class OldestPendingRule(AlertRule):
+    """Fires when the oldest ready job has waited longer than `threshold` (since its run_at)."""
+
+    cel_rules = (
+        positive_duration("threshold", "rules.oldestPending", "every pending job would count"),
+    )
+
     threshold: Duration = "10m"
+    """Longest acceptable wait of a ready job."""
+
+    @property
+    def threshold_seconds(self) -> float:
+        return parse_duration(self.threshold)
 
 
-class RunningExceedsCapacityRule(ApiModel):
-    """Fires when more jobs run than the online workers' concurrency allows."""
+class RunningExceedsCapacityRule(AlertRule):
+    """Fires when the pool's workers hold more running jobs than its online and draining \
+workers' concurrency allows (worker.concurrency each): jobs left running by a worker that \
+died without being noticed, or counters that drifted."""
 
-    enabled: bool = True
+    hold_for: Duration = Field("2m", alias="for")
+    """How long the excess must last (a rollout that changes concurrency passes sooner)."""
+
+
+class QueueGrowingRule(AlertRule):
+    """Fires when the pool runs as many workers as it may (replicas.max, or the override) and \
+its ready backlog has not fallen between runs and has grown overall, for `for`: scaling \
+cannot keep up."""
+
+    hold_for: Duration = Field("10m", alias="for")
+    """How long the backlog must keep growing at the ceiling."""
 
 
 class MonitorRules(ApiModel):
@@ -977,28 +1048,63 @@ class MonitorRules(ApiModel):
 
     no_workers_with_pending: NoWorkersWithPendingRule = nested(NoWorkersWithPendingRule)
     failed_jobs: FailedJobsRule = nested(FailedJobsRule)
+    dead_jobs: DeadJobsRule = nested(DeadJobsRule)
     oldest_pending: OldestPendingRule = nested(OldestPendingRule)
     running_exceeds_capacity: RunningExceedsCapacityRule = nested(RunningExceedsCapacityRule)
+    queue_growing: QueueGrowingRule = nested(QueueGrowingRule)
+
+
+class WebhookSecretRef(ApiModel):
+    """A key of a Secret in the Monitor's namespace holding the webhook URL."""
+
+    name: Name
+    """Name of the Secret."""
+    key: Name = "url"
+    """Key in the Secret's data whose value is the http(s) URL."""
 
 
 class Webhook(ApiModel):
-    """Where incidents are posted."""
+    """Where incidents are posted: one POST when an incident fires, one when it resolves."""
 
-    cel_rules = (positive_duration("timeout", "alerts.webhook", "every delivery would time out"),)
+    cel_rules = (
+        positive_duration("timeout", "alerts.webhook", "every delivery would time out"),
+        Rule(
+            f"{grammars.seconds_cel('self.timeout')} <= {float(MAX_WEBHOOK_TIMEOUT_SECONDS)}",
+            f"alerts.webhook.timeout must be at most {MAX_WEBHOOK_TIMEOUT_SECONDS}s",
+            lambda w: parse_duration(w.timeout) <= MAX_WEBHOOK_TIMEOUT_SECONDS,
+            ".timeout",
+        ),
+    )
 
-    secret_ref: SecretKeyRef
-    """The Secret key holding the webhook URL (a URL is a credential)."""
+    secret_ref: WebhookSecretRef
+    """The Secret key holding the webhook URL (the URL is a credential: it never appears in \
+status, Events or logs)."""
     format: Literal["generic", "slack", "discord"] = "generic"
+    """Body of each POST: generic (a JSON object, see the README), slack (an incoming \
+webhook's text and blocks) or discord (a webhook message with an embed)."""
     timeout: Duration = "10s"
+    """Longest one delivery attempt may take (at most 60s); failed attempts are retried \
+with exponential backoff and jitter, honouring Retry-After on HTTP 429."""
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
 
 
 class Alerts(ApiModel):
     """How the Monitor tells what it did and found."""
 
     events: bool = True
-    """Post a Kubernetes Event on the Monitor after each run that recovered, pruned or \
-restarted something."""
+    """Post Kubernetes Events: on the Monitor after each run that recovered, pruned or \
+restarted something, and on the Monitor and the WorkerPool when an incident fires or resolves."""
     webhook: Webhook | None = None
+    repeat_interval: Duration | None = None
+    """Notify an incident that is still firing again this often (unset: once when it fires, \
+once when it resolves). At least the Monitor's interval."""
+
+    @property
+    def repeat_seconds(self) -> float | None:
+        return _seconds(self.repeat_interval)
 
 
 class Retention(ApiModel):
@@ -1013,9 +1119,25 @@ class Retention(ApiModel):
 
 
 class MonitorSpec(ApiModel):
-    """Recovery and alerting for the selected WorkerPools' queues."""
+    """Recovery and alerting for the selected WorkerPools' queues.
+
+    Recovery touches only the selected pools' queues and workers. When several
+    Monitors select one pool, the first of them by name recovers it (its
+    stuckJobAfter, deadWorkerAfter, restartHungWorkers and retention apply);
+    every one of them evaluates its own rules and sends its own alerts.
+    """
 
     cel_rules = (
+        Rule(
+            "!has(self.alerts.repeatInterval) || "
+            f"{grammars.seconds_cel('self.alerts.repeatInterval')} >= "
+            f"{grammars.seconds_cel('self.interval')}",
+            "alerts.repeatInterval must be at least the Monitor's interval",
+            lambda m: (
+                m.alerts.repeat_seconds is None or m.alerts.repeat_seconds >= m.interval_seconds
+            ),
+            ".alerts.repeatInterval",
+        ),
         positive_duration("interval", "", "the Monitor would run without pause"),
         positive_duration(
             "deadWorkerAfter", "", "every worker would count as dead between two heartbeats"
@@ -1024,9 +1146,14 @@ class MonitorSpec(ApiModel):
 
     selector: LabelSelector = nested(LabelSelector)
     interval: Duration = "30s"
-    """How often the Monitor runs."""
-    stuck_job_after: Duration = "3m"
-    """A running job whose lease expired this long ago counts as stuck."""
+    """How often the Monitor runs (recovery, then its rules)."""
+    stuck_job_after: Duration = "0s"
+    """How long after its lease ran out a running job counts as stuck and is taken back \
+(to pending, or dead when out of attempts). The lease (the WorkerPool's \
+worker.leaseDuration, 3 heartbeat intervals by default) is renewed by every heartbeat of \
+the job's worker, so it runs out only when that worker stopped heartbeating; this adds a \
+grace on top for workers that pause briefly (0s: at expiry). A worker silent for \
+deadWorkerAfter has its jobs released whatever this says."""
     dead_worker_after: Duration = "2m"
     """A worker whose heartbeat is older than this is marked dead and its jobs released."""
     restart_hung_workers: bool = False
@@ -1044,14 +1171,46 @@ worker (a pod whose container restarted since runs a new worker and is left alon
     def dead_worker_after_seconds(self) -> float:
         return parse_duration(self.dead_worker_after)
 
+    @property
+    def stuck_job_after_seconds(self) -> float:
+        return parse_duration(self.stuck_job_after)
+
 
 class Incident(StatusModel):
+    """One rule's finding for one pool: pending (holding, `for` not yet elapsed), firing,
+    or resolved (kept for a while)."""
+
     rule: str = Field(max_length=64)
     pool: str = Field(max_length=MAX_NAME_LENGTH)
-    state: Literal["firing", "resolved"]
+    state: Literal["pending", "firing", "resolved"]
     since: Timestamp
+    """When the rule's condition started holding."""
+    fired_at: Timestamp | None = None
     resolved_at: Timestamp | None = None
+    notified_at: Timestamp | None = None
+    """When the last notification about it was queued."""
     message: str = Field("", max_length=MAX_STRING_LENGTH)
+    """What the rule saw at the last run."""
+    value: int | None = None
+    """The figure the rule compared, at the last run."""
+    first_value: int | None = None
+    """The same figure when the condition started holding."""
+
+
+class DeliveryStatus(StatusModel):
+    """How webhook notifications fare; the URL never appears here."""
+
+    pending: int = 0
+    """Notifications queued or being retried now."""
+    delivered: int = 0
+    """Notifications the receiver accepted, since the Monitor was created."""
+    failed: int = 0
+    """Notifications given up on (retries exhausted, refused with a 4xx, or dropped from a \
+full outbox), since the Monitor was created."""
+    last_success_time: Timestamp | None = None
+    last_failure_time: Timestamp | None = None
+    last_failure: str | None = Field(None, max_length=MAX_STRING_LENGTH)
+    """The HTTP status or error of the last failed attempt."""
 
 
 class MonitorTotals(StatusModel):
@@ -1094,4 +1253,6 @@ class MonitorStatus(StatusModel):
     """Jobs recovered since creation (rescued from expired leases or released from dead workers)."""
     totals: MonitorTotals | None = None
     incidents: list[Incident] | None = Field(None, max_length=MAX_INCIDENTS)
+    """Pending and firing incidents, then resolved ones, newest first."""
+    delivery: DeliveryStatus | None = None
     conditions: ConditionList | None = None

@@ -1,15 +1,19 @@
-"""The Monitor reconciler: the queue's recovery primitives, run on the Monitor's interval.
+"""The Monitor reconciler: kopf glue around recovery, the incident rules and notifications.
 
-Every ``spec.interval`` the Monitor finds the WorkerPools its selector matches
-(in its own namespace), and for each database they use: puts jobs whose lease
-expired back to pending (or dead when out of attempts), marks workers whose
-heartbeat is older than ``spec.deadWorkerAfter`` dead and releases their jobs,
-optionally deletes the pods that still run those hung workers (keyed on the
-incarnation, ``incarnations.py``), and prunes finished jobs per
-``spec.retention``. The figures add up in ``status.totals``.
+Every ``spec.interval`` a Monitor
 
-Alert rules and incidents (``spec.rules``, ``spec.alerts``) are declared in the
-API but not evaluated here; ``status.firing`` stays unset until they are.
+1. finds the WorkerPools its selector matches in its namespace, and of those
+   the ones it recovers (the first Monitor by name recovers a pool that
+   several select, see ``selection``);
+2. per database: runs one recovery pass for its pools (``recovery``), then
+   reads the inspector's snapshot, the one stats query per database that the
+   pools' own ticks share, for the figures its rules need;
+3. evaluates its rules into incidents (``incidents``, pure), persisted in
+   ``status.incidents`` so an operator restart neither fires nor forgets one;
+4. puts a notification per incident fired, resolved or repeated into its
+   webhook outbox (``notifications``), which delivers in the background;
+5. writes its status (totals, incidents, FIRING, delivery, the Ready and
+   NotificationsDelivered conditions) and posts Events.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from typing import Any
 import kopf
 import pydantic
 
-from workerfleet.durations import parse_duration
-from workerfleet.operator import conditions, incarnations, inspector, metrics, models, reasons
+from workerfleet.operator import conditions, incidents, metrics, models, reasons, recovery
 from workerfleet.operator.errors import QueueAccessError
+from workerfleet.operator.incidents import Change, Evaluation, Incident, PoolFacts
+from workerfleet.operator.inspector import Snapshot
 from workerfleet.operator.kopf_glue import (
     MONITORS,
     NO_INDEX,
@@ -36,54 +41,20 @@ from workerfleet.operator.kopf_glue import (
     runtime_of,
 )
 from workerfleet.operator.models import MonitorTotals
+from workerfleet.operator.notifications import report, target
+from workerfleet.operator.notifications.outbox import DeliveryRecord
+from workerfleet.operator.notifications.payloads import Notification
+from workerfleet.operator.notifications.target import WebhookConfigError
+from workerfleet.operator.recovery import DatabaseScope
 from workerfleet.operator.runtime import MonitorState, Runtime
+from workerfleet.operator.selection import MonitorRef, PoolRef, pools_to_recover, selected_pools
 from workerfleet.operator.validation import describe_validation_error
-from workerfleet.operator.views import PodView
+from workerfleet.worker.models import QueueStats, WorkerStats
 
-MONITOR_TICK_SECONDS = 5.0
-# Each of status.totals as the recovery metric labels it and as a run's Event tells it.
-TOTAL_WORDS: dict[str, tuple[str, str]] = {
-    "stuck_jobs_rescued": ("rescued", "jobs rescued from expired leases"),
-    "jobs_released": ("released", "jobs released from dead workers"),
-    "jobs_dead_lettered": ("dead_lettered", "jobs dead-lettered"),
-    "dead_workers_reaped": ("workers_reaped", "dead workers marked"),
-    "pods_restarted": ("pods_restarted", "hung worker pods deleted"),
-    "jobs_pruned": ("pruned", "finished jobs pruned"),
-}
+# The timer wakes this often and runs the Monitor when its interval is due.
+MONITOR_TICK_SECONDS = 1.0
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PoolRef:
-    """What a Monitor needs to know about a WorkerPool."""
-
-    name: str
-    labels: Mapping[str, str]
-    secret_name: str
-    secret_key: str
-
-
-def selector_matches(selector: models.LabelSelector, labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics; an empty selector matches everything."""
-    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
-        return False
-    for requirement in selector.match_expressions:
-        present = requirement.key in labels
-        value = labels.get(requirement.key)
-        matched = {
-            "In": present and value in requirement.values,
-            "NotIn": not present or value not in requirement.values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[requirement.operator]
-        if not matched:
-            return False
-    return True
-
-
-def selected_pools(selector: models.LabelSelector, pools: Sequence[PoolRef]) -> list[PoolRef]:
-    return sorted((p for p in pools if selector_matches(selector, p.labels)), key=lambda p: p.name)
 
 
 def monitor_state(memo: Any) -> MonitorState:
@@ -93,122 +64,202 @@ def monitor_state(memo: Any) -> MonitorState:
     return state  # type: ignore[no-any-return]
 
 
+def outbox_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
 @kopf.index(*WORKERPOOLS)
 def pool_refs(
-    namespace: str | None, name: str, labels: Mapping[str, str], spec: Mapping[str, Any], **_: Any
+    namespace: str | None,
+    name: str,
+    uid: str,
+    labels: Mapping[str, str],
+    spec: Mapping[str, Any],
+    **_: Any,
 ) -> dict[str, PoolRef]:
-    secret = (spec.get("database") or {}).get("secretRef") or {}
-    return {
-        in_namespace(namespace): PoolRef(
-            name=name,
-            labels=dict(labels),
-            secret_name=str(secret.get("name", "")),
-            secret_key=str(secret.get("key", "dsn")),
-        )
-    }
+    return {in_namespace(namespace): PoolRef.from_spec(name, uid, labels, spec)}
+
+
+@kopf.index(*MONITORS)
+def monitor_refs(
+    namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
+) -> dict[str, MonitorRef] | None:
+    """The namespace's Monitors that can run: who recovers a pool several of them select."""
+    try:
+        parsed = models.MonitorSpec.model_validate(dict(spec))
+    except pydantic.ValidationError:
+        return None
+    return {in_namespace(namespace): MonitorRef(name, parsed.selector)}
 
 
 @kopf.on.event(*MONITORS)
-def monitor_event(
+async def monitor_event(
     event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    activity = runtime_of(memo).activity
+    runtime = runtime_of(memo)
     key = f"monitor:{namespace}/{name}"
     if event.get("type") == "DELETED":
-        activity.gone(key)
+        runtime.activity.gone(key)
+        await runtime.notifier.forget(outbox_key(in_namespace(namespace), name))
+        metrics.record_firing(in_namespace(namespace), name, set())
     else:
-        activity.event(key)
+        runtime.activity.event(key)
 
 
-async def run_recovery(
-    memo: Any,
-    namespace: str,
-    spec: models.MonitorSpec,
-    pools: Sequence[PoolRef],
-    pods_index: Mapping[Any, Any],
-) -> tuple[MonitorTotals, list[str]]:
-    """One run over every database of ``pools``; returns the totals and problems seen."""
-    runtime = runtime_of(memo)
-    problems: list[str] = []
-    by_secret: dict[tuple[str, str], list[str]] = {}
-    for pool in pools:
-        by_secret.setdefault((pool.secret_name, pool.secret_key), []).append(pool.name)
-    dsns: dict[str, list[str]] = {}
-    for (secret_name, key), names in by_secret.items():
-        try:
-            dsn = await runtime.secrets.dsn(namespace, secret_name, key)
-        except QueueAccessError as error:
-            problems.append(f"pools {', '.join(names)}: {error.message}")
-            continue
-        dsns.setdefault(dsn, []).extend(names)
-    totals = MonitorTotals()
-    for dsn, names in dsns.items():
-        try:
-            totals = totals.plus(
-                await _recover_database(runtime, namespace, spec, dsn, names, pods_index)
-            )
-        except QueueAccessError as error:
-            problems.append(f"pools {', '.join(names)}: {error.message}")
-    return totals, problems
+# -- one run ------------------------------------------------------------------------------------
 
 
-async def _recover_database(
+@dataclass(frozen=True)
+class Observed:
+    """What one run's recovery and stats reads found."""
+
+    totals: MonitorTotals
+    problems: list[str]
+    facts: list[PoolFacts]
+
+
+def _unknown(pool: PoolRef) -> PoolFacts:
+    return PoolFacts(pool.name, None, None, pool.concurrency, pool.ceiling)
+
+
+def pool_facts(pool: PoolRef, namespace: str, snapshot: Snapshot) -> PoolFacts:
+    """A pool's figures from its database's snapshot; no rows yet means all zero."""
+    queue = snapshot.queues.get(pool.queue) or QueueStats(
+        queue=pool.queue,
+        pending=0,
+        scheduled=0,
+        running=0,
+        succeeded=0,
+        dead=0,
+        cancelled=0,
+        oldest_pending_seconds=None,
+        finished_last_minute=0,
+    )
+    key = pool.key(namespace)
+    workers = snapshot.workers.get(key) or WorkerStats(key, 0, 0, 0, 0, 0)
+    return PoolFacts(pool.name, queue, workers, pool.concurrency, pool.ceiling)
+
+
+async def recover_and_observe(
     runtime: Runtime,
     namespace: str,
     spec: models.MonitorSpec,
-    dsn: str,
-    pool_names: Sequence[str],
+    pools: Sequence[PoolRef],
+    recovered: Sequence[PoolRef],
     pods_index: Mapping[Any, Any],
-) -> MonitorTotals:
-    try:
-        repository = await runtime.inspector.repository(dsn)
-        rescue = await repository.rescue_expired_leases()
-        reap = await repository.reap_dead_workers(spec.dead_worker_after_seconds)
-        hung = spec.restart_hung_workers and bool(reap.worker_ids)
-        workers = await incarnations.pool_workers(repository, namespace, pool_names) if hung else []
-        pruned = 0
-        for state, age in (
-            ("succeeded", spec.retention.succeeded),
-            ("dead", spec.retention.dead),
-            ("cancelled", spec.retention.cancelled),
-        ):
-            if age is not None:
-                pruned += await repository.prune_finished(parse_duration(age), [state])
-    except QueueAccessError:
-        raise
-    except Exception as error:  # one database's trouble must not stop the others' recovery
-        raise inspector.access_error(error, dsn, "recovery") from None
-    restarted = 0
-    # Keyed on the incarnation each pod runs now, never on a pod name alone.
-    lives = [
-        pod.life
-        for pool in pool_names
-        for pod in pods_index.get((namespace, pool), ())
-        if isinstance(pod, PodView) and pod.life is not None and not pod.deleting
-    ]
-    for pod in incarnations.hung_pods(reap.worker_ids, lives, workers):
-        if await runtime.kube.delete_pod(namespace, pod.name, uid=pod.uid):
-            restarted += 1
-    recovered = MonitorTotals(
-        stuck_jobs_rescued=rescue.rescued,
-        jobs_dead_lettered=rescue.dead + reap.jobs_dead,
-        dead_workers_reaped=reap.workers,
-        jobs_released=reap.jobs_released,
-        pods_restarted=restarted,
-        jobs_pruned=pruned,
+) -> Observed:
+    """Recovery for ``recovered``, then the stats of every pool of ``pools``, per database."""
+    problems: list[str] = []
+    facts: list[PoolFacts] = []
+    by_secret: dict[tuple[str, str], list[PoolRef]] = {}
+    for pool in pools:
+        by_secret.setdefault((pool.secret_name, pool.secret_key), []).append(pool)
+    by_dsn: dict[str, list[PoolRef]] = {}
+    for (secret_name, key), group in by_secret.items():
+        try:
+            dsn = await runtime.secrets.dsn(namespace, secret_name, key)
+        except QueueAccessError as error:
+            problems.append(f"pools {', '.join(p.name for p in group)}: {error.message}")
+            facts.extend(_unknown(p) for p in group)
+            continue
+        by_dsn.setdefault(dsn, []).extend(group)
+    ours = {p.name for p in recovered}
+    totals = MonitorTotals()
+    for dsn, group in by_dsn.items():
+        names = ", ".join(p.name for p in group)
+        mine = tuple(p for p in group if p.name in ours)
+        failed = False
+        if mine:
+            scope = DatabaseScope(namespace, dsn, mine)
+            try:
+                totals = totals.plus(
+                    await recovery.recover_database(runtime, spec, scope, pods_index)
+                )
+            except QueueAccessError as error:
+                problems.append(f"pools {names}: {error.message}")
+                failed = True
+        try:
+            snapshot = await runtime.inspector.snapshot(dsn)
+        except QueueAccessError as error:
+            if not failed:
+                problems.append(f"pools {names}: {error.message}")
+            facts.extend(_unknown(p) for p in group)
+            continue
+        facts.extend(pool_facts(p, namespace, snapshot) for p in group)
+    return Observed(totals, problems, facts)
+
+
+def notification_of(namespace: str, monitor: str, change: Change) -> Notification:
+    incident = change.incident
+    return Notification(
+        namespace=namespace,
+        monitor=monitor,
+        rule=incident.rule,
+        pool=incident.pool,
+        state="resolved" if incident.state == "resolved" else "firing",
+        since=incident.since,
+        message=incident.message,
+        fired_at=incident.fired_at,
+        resolved_at=incident.resolved_at,
+        repeat=change.kind == "repeated",
     )
-    for name, (action, _) in TOTAL_WORDS.items():
-        metrics.MONITOR_RECOVERED.labels(action=action).inc(getattr(recovered, name))
-    return recovered
 
 
-def describe_run(run: MonitorTotals) -> str | None:
-    parts = [
-        f"{count} {words}"
-        for name, (_, words) in TOTAL_WORDS.items()
-        if (count := getattr(run, name))
-    ]
-    return ", ".join(parts) if parts else None
+async def notify(
+    runtime: Runtime,
+    namespace: str,
+    name: str,
+    webhook: models.Webhook | None,
+    changes: Sequence[Change],
+) -> tuple[WebhookConfigError | None, DeliveryRecord, int]:
+    """Queue a notification per change; never waits for delivery.
+
+    Returns the webhook's configuration problem (if any), what the outbox
+    delivered or gave up since the last run, and how many still wait.
+    """
+    key = outbox_key(namespace, name)
+    if webhook is None:
+        await runtime.notifier.forget(key)
+        return None, DeliveryRecord(), 0
+    outbox = runtime.notifier.outbox(key)
+    problem = None
+    try:
+        outbox.configure(await target.resolve(runtime.secrets, namespace, webhook))
+    except WebhookConfigError as error:
+        problem = error
+        outbox.configure(None)  # hold what is queued until the Secret is fixed
+    for change in changes:
+        outbox.put(notification_of(namespace, name, change))
+    return problem, outbox.take_record(), outbox.pending
+
+
+def previous_incidents(state: MonitorState, status: Mapping[str, Any]) -> list[Incident]:
+    """The incidents of the last run: this process's own write unless the stored status
+    is newer (written by another operator replica meanwhile)."""
+    stored_run = status.get("lastRun")
+    if state.incidents is not None and (
+        stored_run is None or state.written_last_run is None or stored_run <= state.written_last_run
+    ):
+        return incidents.from_status(state.incidents)
+    return incidents.from_status(status.get("incidents"))
+
+
+def ready_condition(
+    pools: Sequence[PoolRef], problems: Sequence[str], elsewhere: Mapping[str, str]
+) -> conditions.ConditionUpdate:
+    if problems:
+        return conditions.ConditionUpdate(
+            reasons.READY, "False", reasons.RUN_FAILED, "; ".join(problems)[:1000]
+        )
+    if not pools:
+        return conditions.ConditionUpdate(
+            reasons.READY, "True", reasons.NO_POOLS_SELECTED, "the selector matches no WorkerPool"
+        )
+    message = f"recovery ran for {len(pools) - len(elsewhere)} pools"
+    if elsewhere:
+        others = ", ".join(f"{pool} by {owner}" for pool, owner in sorted(elsewhere.items()))
+        message += f"; recovered by another Monitor (the first by name): {others}"
+    return conditions.ConditionUpdate(reasons.READY, "True", reasons.RAN, message[:1000])
 
 
 def monitor_status(
@@ -219,22 +270,17 @@ def monitor_status(
     run: MonitorTotals,
     problems: Sequence[str],
     now: datetime,
+    evaluation: Evaluation | None = None,
+    delivery: Mapping[str, Any] | None = None,
+    notifications: conditions.ConditionUpdate | None = None,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Monitor's status after a run (pure)."""
     totals = MonitorTotals.model_validate(dict(previous.get("totals") or {})).plus(run)
-    if problems:
-        update = conditions.ConditionUpdate(
-            reasons.READY, "False", reasons.RUN_FAILED, "; ".join(problems)[:1000]
-        )
-    elif not pools:
-        update = conditions.ConditionUpdate(
-            reasons.READY, "True", reasons.NO_POOLS_SELECTED, "the selector matches no WorkerPool"
-        )
-    else:
-        update = conditions.ConditionUpdate(
-            reasons.READY, "True", reasons.RAN, f"recovery ran for {len(pools)} pools"
-        )
-    return {
+    updates = [ready_condition(pools, problems, elsewhere or {})]
+    if notifications is not None:
+        updates.append(notifications)
+    status: dict[str, Any] = {
         "observedGeneration": generation,
         "lastRun": conditions.rfc3339(now),
         "pools": len(pools),
@@ -242,9 +288,62 @@ def monitor_status(
         "recovered": totals.recovered,
         "totals": totals.model_dump(by_alias=True),
         "conditions": conditions.merge_conditions(
-            previous.get("conditions"), [update], generation=generation, now=now
+            previous.get("conditions"), updates, generation=generation, now=now
         ),
     }
+    if evaluation is not None:
+        status["incidents"] = [incidents.to_status(i) for i in evaluation.incidents]
+        status["firing"] = len(evaluation.firing)
+    if delivery is not None:
+        status["delivery"] = dict(delivery)
+    return status
+
+
+def pool_reference(namespace: str, pool: PoolRef) -> dict[str, Any]:
+    """Enough of a WorkerPool for an Event about it."""
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.WORKERPOOL_KIND,
+        "metadata": {"name": pool.name, "namespace": namespace, "uid": pool.uid},
+    }
+
+
+def post_incident_events(
+    body: Any, namespace: str, changes: Sequence[Change], pools: Mapping[str, PoolRef]
+) -> None:
+    """An Event on the Monitor and on the WorkerPool per incident fired or resolved."""
+    monitor = body.get("metadata", {}).get("name", "")
+    for change in changes:
+        if change.kind == "repeated":
+            continue
+        incident = change.incident
+        kind, reason = (
+            ("Warning", reasons.EVENT_INCIDENT_FIRING)
+            if change.kind == "fired"
+            else ("Normal", reasons.EVENT_INCIDENT_RESOLVED)
+        )
+        post(body, kind, reason, f"{incident.rule} on {incident.pool}: {incident.message}")
+        pool = pools.get(incident.pool)
+        if pool is not None and pool.uid:
+            message = f"{incident.rule} (Monitor {monitor}): {incident.message}"
+            post(pool_reference(namespace, pool), kind, reason, message)
+
+
+def log_changes(namespace: str, monitor: str, changes: Sequence[Change]) -> None:
+    """A log line per incident fired (WARNING, easy to filter) or resolved (INFO)."""
+    for change in changes:
+        incident = change.incident
+        level = logging.INFO if change.kind == "resolved" else logging.WARNING
+        logger.log(
+            level,
+            "incident %s: %s on %s/%s (Monitor %s): %s",
+            change.kind,
+            incident.rule,
+            namespace,
+            incident.pool,
+            monitor,
+            incident.message,
+        )
 
 
 @kopf.timer(*MONITORS, interval=MONITOR_TICK_SECONDS, sharp=True)
@@ -255,6 +354,7 @@ async def monitor_tick(
     namespace: str | None,
     name: str,
     pool_refs: Mapping[Any, Any] = NO_INDEX,
+    monitor_refs: Mapping[Any, Any] = NO_INDEX,
     worker_pods: Mapping[Any, Any] = NO_INDEX,
     **_: Any,
 ) -> None:
@@ -280,25 +380,76 @@ async def monitor_tick(
             return
         state.last_run = now
         started = time.monotonic()
-        where = in_namespace(namespace)
-        pools = selected_pools(spec.selector, [p for p in pool_refs.get(where, ())])
-        run, problems = await run_recovery(memo, where, spec, pools, worker_pods)
-        status = monitor_status(
-            previous,
-            generation=generation,
-            pools=pools,
-            run=run,
-            problems=problems,
-            now=datetime.now(UTC),
+        ok = await run_monitor(
+            runtime,
+            state,
+            body,
+            patch,
+            in_namespace(namespace),
+            name,
+            spec,
+            pool_refs,
+            monitor_refs,
+            worker_pods,
         )
-        patch.status.update(status)
-        summary = describe_run(run)
-        if summary is not None and spec.alerts.events:
+        metrics.record_reconcile("Monitor", "ok" if ok else "error", time.monotonic() - started)
+
+
+async def run_monitor(
+    runtime: Runtime,
+    state: MonitorState,
+    body: Any,
+    patch: Any,
+    namespace: str,
+    name: str,
+    spec: models.MonitorSpec,
+    pool_index: Mapping[Any, Any],
+    monitor_index: Mapping[Any, Any],
+    pods_index: Mapping[Any, Any],
+) -> bool:
+    """One run; False when a database or Secret could not be used."""
+    previous = body.get("status") or {}
+    all_pools = {p.name: p for p in pool_index.get(namespace, ()) if isinstance(p, PoolRef)}
+    pools = selected_pools(spec.selector, list(all_pools.values()))
+    others = [m for m in monitor_index.get(namespace, ()) if isinstance(m, MonitorRef)]
+    recovered, elsewhere = pools_to_recover(MonitorRef(name, spec.selector), pools, others)
+    observed = await recover_and_observe(runtime, namespace, spec, pools, recovered, pods_index)
+    now = datetime.now(UTC)
+    evaluation = incidents.evaluate(
+        spec.rules,
+        observed.facts,
+        all_pools.keys(),
+        previous_incidents(state, previous),
+        now,
+        spec.alerts.repeat_seconds,
+    )
+    problem, record, pending = await notify(
+        runtime, namespace, name, spec.alerts.webhook, evaluation.changes
+    )
+    delivery = report.delivery_status(previous.get("delivery"), record, pending)
+    status = monitor_status(
+        previous,
+        generation=body.get("metadata", {}).get("generation"),
+        pools=pools,
+        run=observed.totals,
+        problems=observed.problems,
+        now=now,
+        evaluation=evaluation,
+        delivery=delivery,
+        notifications=report.delivery_condition(spec.alerts.webhook, problem, delivery),
+        elsewhere=elsewhere,
+    )
+    patch.status.update(status)
+    state.incidents, state.written_last_run = status["incidents"], status["lastRun"]
+    metrics.record_firing(namespace, name, {i.key for i in evaluation.firing})
+    log_changes(namespace, name, evaluation.changes)
+    summary = recovery.describe_run(observed.totals)
+    if spec.alerts.events:
+        if summary is not None:
             post(body, "Normal", reasons.EVENT_RECOVERY, summary)
-        for change in conditions.transitions(previous.get("conditions"), status["conditions"]):
-            if change.after == "False":
-                post(body, "Warning", change.reason, change.message)
-        metrics.record_reconcile(
-            "Monitor", "error" if problems else "ok", time.monotonic() - started
-        )
-        logger.debug("monitor %s/%s ran: %s", namespace, name, summary or "nothing to recover")
+        post_incident_events(body, namespace, evaluation.changes, all_pools)
+    for change in conditions.transitions(previous.get("conditions"), status["conditions"]):
+        if change.after == "False":
+            post(body, "Warning", change.reason, change.message)
+    logger.debug("monitor %s/%s ran: %s", namespace, name, summary or "nothing to recover")
+    return not observed.problems

@@ -123,3 +123,18 @@ EVENT_DEPLOYMENT_RESTORED = "DeploymentRestored"
 EVENT_RECOVERY = "Recovery"
 EVENT_SCALED = "Scaled"
 EVENT_DRAIN_TIMED_OUT = "DrainTimedOut"
+
+# -- the Monitor's NotificationsDelivered condition ---------------------------------------------
+NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
+NO_WEBHOOK = "NoWebhook"
+WEBHOOK_READY = "WebhookReady"
+DELIVERED = "Delivered"
+DELIVERY_FAILED = "DeliveryFailed"
+WEBHOOK_SECRET_NOT_FOUND = "WebhookSecretNotFound"
+WEBHOOK_SECRET_KEY_MISSING = "WebhookSecretKeyMissing"
+WEBHOOK_SECRET_UNREADABLE = "WebhookSecretUnreadable"
+WEBHOOK_URL_INVALID = "WebhookURLInvalid"
+
+# -- incident Events ------------------------------------------------------------------------------
+EVENT_INCIDENT_FIRING = "IncidentFiring"
+EVENT_INCIDENT_RESOLVED = "IncidentResolved"

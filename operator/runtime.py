@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from workerfleet.operator import scale_in, scaling
 from workerfleet.operator.health import Readiness
@@ -19,6 +19,7 @@ from workerfleet.operator.incarnations import Released
 from workerfleet.operator.inspector import QueueInspector
 from workerfleet.operator.kube import Kube, api_client
 from workerfleet.operator.liveness import Activity
+from workerfleet.operator.notifications.notifier import Notifier
 from workerfleet.operator.queue_events import QueueEvent, QueueEvents
 from workerfleet.operator.scale_events import ScaleEvents
 from workerfleet.operator.secrets import SecretReader
@@ -39,6 +40,8 @@ class Runtime:
     inspector: QueueInspector
     activity: Activity
     readiness: Readiness = field(default_factory=Readiness)
+    notifier: Notifier = field(default_factory=Notifier)
+    """Every Monitor's webhook outbox."""
     changed_at: dict[tuple[str, str], float] = field(default_factory=dict)
     """When a pool's pods or Deployment last changed (monotonic), to sync it early."""
     released: Released = field(default_factory=Released)
@@ -93,6 +96,7 @@ class Runtime:
     async def close(self) -> None:
         await self.triggers.close()
         await self.queue_events.close()
+        await self.notifier.close()
         await self.inspector.close()
         self.kube.close()
 
@@ -147,3 +151,8 @@ class PoolState:
 class MonitorState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_run: float | None = None
+    incidents: list[dict[str, Any]] | None = None
+    """status.incidents as this process last wrote them: the watch may not have brought
+    that write back by the next run, and an incident must not fire twice."""
+    written_last_run: str | None = None
+    """status.lastRun of that write."""

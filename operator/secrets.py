@@ -79,6 +79,11 @@ class SecretReader:
             )
         return value
 
+    async def data(self, namespace: str, name: str) -> dict[str, str]:
+        """The Secret's base64 data (cached, backed off like every read here);
+        raises QueueAccessError with one of the SECRET_* reasons."""
+        return await self._data(namespace, name)
+
     async def _data(self, namespace: str, name: str) -> dict[str, str]:
         key = (namespace, name)
         cached = self._cache.get(key)

@@ -440,6 +440,61 @@ BAD: list[Case] = [
         {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
         "spec.env[1]",
     ),
+    # -- alerting (issue 10)
+    monitor(
+        "bounds",
+        "dead jobs threshold zero",
+        {"rules": {"deadJobs": {"threshold": 0}}},
+        "spec.rules.deadJobs.threshold",
+    ),
+    monitor(
+        "bounds",
+        "window past the hour",
+        {"rules": {"deadJobs": {"window": "2h"}}},
+        "spec.rules.deadJobs.window",
+    ),
+    monitor(
+        "duration grammar",
+        "for that does not parse",
+        {"rules": {"noWorkersWithPending": {"for": "soon"}}},
+        "spec.rules.noWorkersWithPending.for",
+    ),
+    monitor(
+        "zero duration",
+        "oldest pending threshold zero",
+        {"rules": {"oldestPending": {"threshold": "0"}}},
+        "spec.rules.oldestPending.threshold",
+    ),
+    monitor(
+        "structure",
+        "webhook without a Secret",
+        {"alerts": {"webhook": {}}},
+        "spec.alerts.webhook.secretRef",
+    ),
+    monitor(
+        "structure",
+        "webhook without a Secret name",
+        {"alerts": {"webhook": {"secretRef": {"key": "url"}}}},
+        "spec.alerts.webhook.secretRef.name",
+    ),
+    monitor(
+        "bounds",
+        "webhook timeout too long",
+        {"alerts": {"webhook": {"secretRef": {"name": "w"}, "timeout": "2m"}}},
+        "spec.alerts.webhook.timeout",
+    ),
+    monitor(
+        "duration order",
+        "repeat interval below the interval",
+        {"interval": "1m", "alerts": {"repeatInterval": "59"}},
+        "spec.alerts.repeatInterval",
+    ),
+    monitor(
+        "duration order",
+        "repeat interval below the interval, in parts",
+        {"interval": "1h30m", "alerts": {"repeatInterval": "1h29m59s"}},
+        "spec.alerts.repeatInterval",
+    ),
 ]
 
 GOOD: list[Case] = [

@@ -246,8 +246,9 @@ async def cmd_workers_list(args: argparse.Namespace, repo: Repository, out: Text
 
 async def cmd_recover(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
     dead_after = parse_seconds(args.dead_after, "--dead-after")
-    reaped = await repo.reap_dead_workers(dead_after)
-    rescued = await repo.rescue_expired_leases()
+    # The same locked pass as the operator's: never at the same time as a Monitor's.
+    recovered = await repo.recover(dead_after)
+    reaped, rescued = recovered.reaped, recovered.rescued
     print(
         f"dead workers: {reaped.workers} (jobs released {reaped.jobs_released}, "
         f"dead-lettered {reaped.jobs_dead}); expired leases: rescued {rescued.rescued}, "

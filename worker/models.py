@@ -21,6 +21,8 @@ TASK_NAME_MAX_CHARS: Final = 200
 INT4_MIN: Final = -(2**31)
 INT4_MAX: Final = 2**31 - 1
 DEFAULT_MAX_ATTEMPTS: Final = 5
+# How far back queue_stats reads the per-minute failure counts (job_failures).
+FAILURE_HISTORY_MINUTES: Final = 60
 
 JOB_STATES: Final = ("pending", "running", "succeeded", "dead", "cancelled")
 FINISHED_STATES: Final = ("succeeded", "dead", "cancelled")
@@ -192,13 +194,28 @@ class Job:
 
 
 @dataclass(frozen=True)
+class MinuteFailures:
+    """Failures of one queue in one minute, ``minutes_ago`` minutes back (0: this minute).
+
+    ``failed`` counts failed attempts, retried or not, including attempts lost
+    with their worker (lease expired, worker dead); ``dead`` the jobs among
+    them (and those buried) that were dead-lettered.
+    """
+
+    minutes_ago: int
+    failed: int
+    dead: int
+
+
+@dataclass(frozen=True)
 class QueueStats:
-    """Depth and throughput of one queue.
+    """Depth, throughput and recent failures of one queue.
 
     ``pending`` counts jobs due now; ``scheduled`` counts pending jobs whose
     ``run_at`` is still in the future (the two are disjoint).
     ``oldest_pending_seconds`` is how long the oldest due job has waited since
-    its ``run_at``; None when nothing is due.
+    its ``run_at``; None when nothing is due. ``failures`` holds the minutes of
+    the last FAILURE_HISTORY_MINUTES that had any, newest first.
     """
 
     queue: str
@@ -210,16 +227,36 @@ class QueueStats:
     cancelled: int
     oldest_pending_seconds: float | None
     finished_last_minute: int
+    failures: tuple[MinuteFailures, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> QueueStats:
-        return _from_row(cls, row)
+        failures = tuple(
+            MinuteFailures(int(ago), int(failed), int(dead))
+            for ago, failed, dead in zip(
+                row["failure_minutes_ago"] or (),
+                row["failed_per_minute"] or (),
+                row["dead_per_minute"] or (),
+                strict=True,
+            )
+        )
+        plain = {f.name: row[f.name] for f in fields(cls) if f.name != "failures"}
+        return cls(**plain, failures=failures)
+
+    def failed_within(self, minutes: int) -> int:
+        """Failed attempts in this minute and the ``minutes - 1`` before it."""
+        return sum(m.failed for m in self.failures if m.minutes_ago < minutes)
+
+    def dead_within(self, minutes: int) -> int:
+        """Jobs dead-lettered in this minute and the ``minutes - 1`` before it."""
+        return sum(m.dead for m in self.failures if m.minutes_ago < minutes)
 
 
 @dataclass(frozen=True)
 class WorkerStats:
     """Workers of one pool. ``online`` = ``busy`` + ``idle``; a worker silent past
-    the threshold counts as ``dead`` whatever its recorded state."""
+    the threshold counts as ``dead`` whatever its recorded state. ``running_jobs``
+    counts the running jobs the pool's workers hold, a dead one's included."""
 
     pool: str
     online: int
@@ -229,6 +266,7 @@ class WorkerStats:
     dead: int
     holding: int = 0
     """Online or draining workers that held a job at their last heartbeat (busy ones included)."""
+    running_jobs: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> WorkerStats:
@@ -316,6 +354,14 @@ class ReapResult:
     jobs_dead: int = 0
     worker_ids: tuple[str, ...] = ()
     pods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """One recovery pass over a database: expired leases rescued, then dead workers reaped."""
+
+    rescued: RescueResult
+    reaped: ReapResult
 
 
 def sort_claimed(jobs: Sequence[Job]) -> list[Job]:

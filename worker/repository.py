@@ -38,6 +38,15 @@ Additions to the agreed contract (all backwards compatible):
   ``undrain_workers``, ``running_jobs_of_workers`` and ``pool_workers``; ``beat``
   is ``heartbeat`` that also answers the row's state, and a worker whose row is
   ``draining`` claims nothing (the claim locks its row).
+- Recovery and retention take a scope (``queues``, ``pools``; None: everything),
+  so a Monitor touches only the queues and workers of the pools it selects;
+  ``rescue_expired_leases`` also takes a grace after lease expiry.
+- ``recover`` runs rescue and reaping as one pass in one transaction under
+  the database's recovery lock (``RECOVERY_LOCK_KEY``), so two passes (two
+  operator replicas, a Monitor and the recover CLI) never run at once.
+- fail, bury, rescue and reap count what they do per queue and minute
+  (``job_failures``, read back through ``QueueStats.failures``);
+  ``prune_failure_counts`` deletes the counts past the stats' hour.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from workerfleet.worker import models
 from workerfleet.worker.connector import Connector
@@ -60,6 +69,7 @@ from workerfleet.worker.models import (
     PoolWorker,
     QueueStats,
     ReapResult,
+    RecoveryResult,
     RescueResult,
     WorkerRow,
     WorkerStats,
@@ -72,6 +82,7 @@ __all__ = [
     "EnqueueRequest",
     "Outcome",
     "ReapResult",
+    "RecoveryResult",
     "Repository",
     "RescueResult",
 ]
@@ -80,17 +91,27 @@ NOTIFY_CHANNEL = "workerfleet_jobs"
 # Payload: a worker id whose row the operator changed (drain asked or taken back).
 WORKERS_CHANNEL = "workerfleet_workers"
 PRUNE_BATCH_ROWS = 10_000
+# One prune statement deletes at most this many rows, so the counter rows it
+# updates (the ones completions update too) are held for one short batch only.
+PRUNE_BATCH_ROWS = 2_000
+# Any fixed bigint shared by every workerfleet process: "wfrecovr" in ASCII.
+RECOVERY_LOCK_KEY = 0x77667265636F7672
+# Failure counts are read for the last FAILURE_HISTORY_MINUTES; a minute's margin.
+FAILURE_COUNTS_KEEP_SECONDS = (models.FAILURE_HISTORY_MINUTES + 1) * 60.0
 # Upper bound of one group-commit statement; more waiting completions take another.
 COMPLETE_BATCH_MAX_JOBS = 500
 # A job whose run is lost again (it was rescued before) waits this long before it
 # may run again, doubling with each further rescue up to the cap.
 RESCUE_BACKOFF_SECONDS = 30.0
 RESCUE_BACKOFF_CAP_SECONDS = 600.0
-# Any fixed bigint shared by every workerfleet process: "wfrescue" in ASCII.
-HOUSEKEEPING_LOCK_KEY = 0x7766726573637565
-
 _RefKey = tuple[int, str, int]
 _Completion = tuple[JobRef, str | None, "asyncio.Future[bool]"]
+
+
+def _validate_batch(rows: int) -> int:
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise models.InvalidJobError("batch_rows", f"must be a positive integer, got {rows!r}")
+    return rows
 
 
 def _encode(value: Any) -> str | None:
@@ -168,6 +189,58 @@ async def _complete_many(
     )
     recorded = {(row["id"], row["worker_id"], row["attempt"]) for row in rows}
     return _grant([ref for ref, _ in items], recorded)
+
+
+class _Fetches(Protocol):
+    """A connection pool or one connection (inside a transaction)."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+
+def _optional_names(names: Sequence[str] | None, field: str) -> list[str] | None:
+    if names is None:
+        return None
+    return [models.validate_queue_name(name, f"{field}[{i}]") for i, name in enumerate(names)]
+
+
+async def _rescue(
+    db: _Fetches,
+    backoff: tuple[float, float],
+    queues: Sequence[str] | None,
+    grace_seconds: float,
+) -> RescueResult:
+    row = await db.fetchrow(
+        QUERIES["rescue_expired_leases"],
+        models.validate_seconds(backoff[0], "backoff_seconds"),
+        models.validate_seconds(backoff[1], "backoff_cap_seconds"),
+        _optional_names(queues, "queues"),
+        models.validate_seconds(grace_seconds, "grace_seconds"),
+    )
+    assert row is not None  # an aggregate always returns one row
+    return RescueResult(rescued=row["rescued"], dead=row["dead"])
+
+
+async def _reap(
+    db: _Fetches,
+    older_than_seconds: float,
+    backoff: tuple[float, float],
+    pools: Sequence[str] | None,
+) -> ReapResult:
+    row = await db.fetchrow(
+        QUERIES["reap_dead_workers"],
+        models.validate_seconds(older_than_seconds, "older_than_seconds"),
+        models.validate_seconds(backoff[0], "backoff_seconds"),
+        models.validate_seconds(backoff[1], "backoff_cap_seconds"),
+        None if pools is None else list(pools),
+    )
+    assert row is not None  # scalar subqueries always return one row
+    return ReapResult(
+        workers=len(row["worker_ids"]),
+        jobs_released=row["jobs_released"],
+        jobs_dead=row["jobs_dead"],
+        worker_ids=tuple(row["worker_ids"]),
+        pods=tuple(row["pods"]),
+    )
 
 
 class Repository:
@@ -447,35 +520,50 @@ class Repository:
         self,
         backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
         backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+        *,
+        queues: Sequence[str] | None = None,
+        grace_seconds: float = 0.0,
     ) -> RescueResult:
-        row = await self.connector.fetchrow(
-            QUERIES["rescue_expired_leases"],
-            models.validate_seconds(backoff_seconds, "backoff_seconds"),
-            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
-        )
-        assert row is not None  # an aggregate always returns one row
-        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+        """Running jobs of ``queues`` (None: all) whose lease expired more than
+        ``grace_seconds`` ago, back to pending (or dead when out of attempts)."""
+        backoff = (backoff_seconds, backoff_cap_seconds)
+        return await _rescue(self.connector, backoff, queues, grace_seconds)
 
     async def reap_dead_workers(
         self,
         older_than_seconds: float,
         backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
         backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+        *,
+        pools: Sequence[str] | None = None,
     ) -> ReapResult:
-        row = await self.connector.fetchrow(
-            QUERIES["reap_dead_workers"],
-            models.validate_seconds(older_than_seconds, "older_than_seconds"),
-            models.validate_seconds(backoff_seconds, "backoff_seconds"),
-            models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds"),
-        )
-        assert row is not None  # scalar subqueries always return one row
-        return ReapResult(
-            workers=len(row["worker_ids"]),
-            jobs_released=row["jobs_released"],
-            jobs_dead=row["jobs_dead"],
-            worker_ids=tuple(row["worker_ids"]),
-            pods=tuple(row["pods"]),
-        )
+        """Workers of ``pools`` (None: all) silent for the age, marked dead; their jobs released."""
+        backoff = (backoff_seconds, backoff_cap_seconds)
+        return await _reap(self.connector, older_than_seconds, backoff, pools)
+
+    async def recover(
+        self,
+        dead_after_seconds: float,
+        *,
+        queues: Sequence[str] | None = None,
+        pools: Sequence[str] | None = None,
+        grace_seconds: float = 0.0,
+        backoff_seconds: float = RESCUE_BACKOFF_SECONDS,
+        backoff_cap_seconds: float = RESCUE_BACKOFF_CAP_SECONDS,
+    ) -> RecoveryResult:
+        """Rescue expired leases of ``queues``, then reap dead workers of ``pools``,
+        as one transaction holding the database's recovery lock.
+
+        A second pass on the same database (another operator replica, another
+        Monitor, ``workerfleet recover``) waits for this one to commit and then
+        finds nothing this one handled: no job is rescued twice.
+        """
+        async with self.connector.transaction() as connection:
+            await connection.execute(QUERIES["recovery_lock"], RECOVERY_LOCK_KEY)
+            backoff = (backoff_seconds, backoff_cap_seconds)
+            rescued = await _rescue(connection, backoff, queues, grace_seconds)
+            reaped = await _reap(connection, dead_after_seconds, backoff, pools)
+        return RecoveryResult(reaped=reaped, rescued=rescued)
 
     async def rescue_unless_another_does(
         self,
@@ -484,18 +572,15 @@ class Repository:
     ) -> RescueResult | None:
         """The workers' fallback housekeeping: rescue expired leases and fold the
         counters of gone backends, unless another process is doing it right now
-        (then None). One transaction under a transaction-level advisory lock."""
-        backoff = models.validate_seconds(backoff_seconds, "backoff_seconds")
-        cap = models.validate_seconds(backoff_cap_seconds, "backoff_cap_seconds")
+        (then None). One transaction under the recovery lock that Monitors and the
+        recover CLI take too, so a worker never rescues alongside them."""
+        backoff = (backoff_seconds, backoff_cap_seconds)
         async with self.connector.transaction() as connection:
-            if not await connection.fetchval(
-                QUERIES["housekeeping_try_lock"], HOUSEKEEPING_LOCK_KEY
-            ):
+            if not await connection.fetchval(QUERIES["housekeeping_try_lock"], RECOVERY_LOCK_KEY):
                 return None
-            row = await connection.fetchrow(QUERIES["rescue_expired_leases"], backoff, cap)
+            rescued = await _rescue(connection, backoff, None, 0.0)
             await connection.fetchval(QUERIES["fold_job_counts"])
-        assert row is not None  # an aggregate always returns one row
-        return RescueResult(rescued=row["rescued"], dead=row["dead"])
+        return rescued
 
     async def fold_job_counts(self) -> int:
         """Merge the depth counters of backends that have gone; returns the rows folded."""
@@ -532,9 +617,15 @@ class Repository:
         )
 
     async def prune_finished(
-        self, older_than_seconds: float, states: Sequence[str] = models.FINISHED_STATES
+        self,
+        older_than_seconds: float,
+        states: Sequence[str] = models.FINISHED_STATES,
+        *,
+        queues: Sequence[str] | None = None,
+        batch_rows: int = PRUNE_BATCH_ROWS,
     ) -> int:
-        """Delete finished jobs older than the age, in batches; returns how many."""
+        """Delete finished jobs of ``queues`` (None: all) older than the age, one
+        committed batch of ``batch_rows`` at a time; returns how many."""
         for index, state in enumerate(states):
             if state not in models.FINISHED_STATES:
                 raise models.InvalidJobError(
@@ -542,16 +633,25 @@ class Repository:
                     f"{state!r} is not a finished state: use {models.FINISHED_STATES}",
                 )
         age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        scope = _optional_names(queues, "queues")
+        limit = _validate_batch(batch_rows)
         total = 0
         while True:
             deleted = int(
                 await self.connector.fetchval(
-                    QUERIES["prune_finished"], age, list(states), PRUNE_BATCH_ROWS
+                    QUERIES["prune_finished"], age, list(states), limit, scope
                 )
             )
             total += deleted
-            if deleted < PRUNE_BATCH_ROWS:
+            if deleted < limit:
                 return total
+
+    async def prune_failure_counts(
+        self, older_than_seconds: float = FAILURE_COUNTS_KEEP_SECONDS
+    ) -> int:
+        """Delete per-minute failure counts older than the age (default: past the stats' hour)."""
+        age = models.validate_seconds(older_than_seconds, "older_than_seconds")
+        return int(await self.connector.fetchval(QUERIES["prune_failure_counts"], age))
 
     async def prune_workers(self, older_than_seconds: float) -> int:
         age = models.validate_seconds(older_than_seconds, "older_than_seconds")

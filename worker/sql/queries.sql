@@ -184,7 +184,7 @@ WHERE j.id = mine.id
 RETURNING j.id, j.worker_id, j.attempt;
 
 -- fail --
--- Record a failure if the caller still holds the job: $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback, $6 retry_delay_seconds; returns the new state (pending or dead), or no row when fenced.
+-- Record a failure if the caller still holds the job, and count it in job_failures: $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback, $6 retry_delay_seconds; returns the new state (pending or dead), or no row when fenced.
 WITH failed AS (
     UPDATE workerfleet.jobs
     SET state = CASE WHEN attempt < max_attempts THEN 'pending' ELSE 'dead' END,
@@ -196,6 +196,15 @@ WITH failed AS (
         last_traceback = $5
     WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
     RETURNING state, queue, run_at
+), counted AS (
+    INSERT INTO workerfleet.job_failures AS f (queue, minute, slot, failed, dead)
+    SELECT queue, date_trunc('minute', now()), pg_backend_pid(),
+        count(*), count(*) FILTER (WHERE state = 'dead')
+    FROM failed
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, minute, slot)
+        DO UPDATE SET failed = f.failed + excluded.failed, dead = f.dead + excluded.dead
 ), woken AS (
     SELECT pg_notify('workerfleet_jobs', queue) FROM failed
     WHERE state = 'pending' AND run_at <= now()
@@ -203,12 +212,24 @@ WITH failed AS (
 SELECT state, (SELECT count(*) FROM woken) AS notified FROM failed;
 
 -- bury --
--- Dead-letter a held job at once, whatever attempts remain (a permanent error such as an unknown task): $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback; returns the id, or no row when fenced.
-UPDATE workerfleet.jobs
-SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
-    last_error = $4, last_traceback = $5
-WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
-RETURNING id;
+-- Dead-letter a held job at once, whatever attempts remain (a permanent error such as an unknown task), counted in job_failures: $1 id, $2 worker_id, $3 attempt, $4 error, $5 traceback; returns the id, or no row when fenced.
+WITH buried AS (
+    UPDATE workerfleet.jobs
+    SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
+        last_error = $4, last_traceback = $5
+    WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND state = 'running'
+    RETURNING id, queue, state
+), counted AS (
+    INSERT INTO workerfleet.job_failures AS f (queue, minute, slot, failed, dead)
+    SELECT queue, date_trunc('minute', now()), pg_backend_pid(),
+        count(*), count(*) FILTER (WHERE state = 'dead')
+    FROM buried
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, minute, slot)
+        DO UPDATE SET failed = f.failed + excluded.failed, dead = f.dead + excluded.dead
+)
+SELECT id FROM buried;
 
 -- release --
 -- Give a held job back without counting the attempt (shutdown): $1 id, $2 worker_id, $3 attempt; returns the id, or no row when fenced.
@@ -240,10 +261,13 @@ SET state = $2,
 WHERE id = $1;
 
 -- rescue_expired_leases --
--- Running jobs whose lease expired go back to pending, the lost run counting as an attempt, or to dead when out of attempts; a first rescue keeps the job's run_at (its place in line), a later one waits $1 x 2^(rescues - 1) seconds, at most $2: $1 backoff_seconds, $2 backoff_cap_seconds; returns rescued and dead counts.
+-- Running jobs whose lease expired more than $4 seconds ago go back to pending, the lost run counting as an attempt (and as a failure in job_failures), or to dead when out of attempts, only in queues $3 (NULL: every queue); a first rescue keeps the job's run_at (its place in line), a later one waits $1 x 2^(rescues - 1) seconds, at most $2: $1 backoff_seconds, $2 backoff_cap_seconds, $3 queues (text[] or NULL), $4 grace_seconds; returns rescued and dead counts.
 WITH expired AS (
     SELECT id FROM workerfleet.jobs
-    WHERE state = 'running' AND lease_expires_at < now()
+    WHERE state = 'running'
+        AND lease_expires_at < now() - make_interval(secs => $4::float8)
+        AND ($3::text[] IS NULL OR queue = ANY($3::text[]))
+    ORDER BY id
     FOR UPDATE SKIP LOCKED
 ), moved AS (
     UPDATE workerfleet.jobs AS j
@@ -260,6 +284,15 @@ WITH expired AS (
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.state, j.queue, j.run_at
+), counted AS (
+    INSERT INTO workerfleet.job_failures AS f (queue, minute, slot, failed, dead)
+    SELECT queue, date_trunc('minute', now()), pg_backend_pid(),
+        count(*), count(*) FILTER (WHERE state = 'dead')
+    FROM moved
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, minute, slot)
+        DO UPDATE SET failed = f.failed + excluded.failed, dead = f.dead + excluded.dead
 ), woken AS (
     SELECT pg_notify('workerfleet_jobs', q.queue)
     FROM (SELECT DISTINCT queue FROM moved WHERE state = 'pending' AND run_at <= now()) AS q
@@ -282,13 +315,14 @@ SELECT workerfleet.fold_job_counts();
 SELECT queue, state, counted, drift FROM workerfleet.recount_jobs();
 
 -- reap_dead_workers --
--- Mark online/draining workers silent for $1 seconds dead and release their running jobs at once, the lost run counting as an attempt, placed in line as rescue_expired_leases places them: $1 older_than_seconds, $2 backoff_seconds, $3 backoff_cap_seconds; returns worker ids, pods and job counts.
+-- Mark online/draining workers of pools $4 (NULL: every pool) silent for $1 seconds dead and release their running jobs at once, the lost run counting as an attempt (and as a failure in job_failures), placed in line as rescue_expired_leases places them: $1 older_than_seconds, $2 backoff_seconds, $3 backoff_cap_seconds, $4 pools (text[] or NULL); returns worker ids, pods and job counts.
 -- Worker rows first, then their jobs by ascending id: the heartbeat's order.
 WITH dead_workers AS (
     UPDATE workerfleet.workers
     SET state = 'dead', current_jobs = 0
     WHERE state IN ('online', 'draining')
         AND heartbeat_at < now() - make_interval(secs => $1::float8)
+        AND ($4::text[] IS NULL OR pool = ANY($4::text[]))
     RETURNING id, pod, heartbeat_at
 ), orphans AS (
     SELECT j.id, w.heartbeat_at
@@ -313,6 +347,15 @@ WITH dead_workers AS (
     FROM orphans AS o
     WHERE j.id = o.id AND j.state = 'running'
     RETURNING j.state, j.queue, j.run_at
+), counted AS (
+    INSERT INTO workerfleet.job_failures AS f (queue, minute, slot, failed, dead)
+    SELECT queue, date_trunc('minute', now()), pg_backend_pid(),
+        count(*), count(*) FILTER (WHERE state = 'dead')
+    FROM released
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, minute, slot)
+        DO UPDATE SET failed = f.failed + excluded.failed, dead = f.dead + excluded.dead
 ), woken AS (
     SELECT pg_notify('workerfleet_jobs', q.queue)
     FROM (SELECT DISTINCT queue FROM released WHERE state = 'pending' AND run_at <= now()) AS q
@@ -325,7 +368,7 @@ SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM dead_workers) AS w
        (SELECT count(*) FROM woken) AS notified;
 
 -- release_incarnations --
--- Mark worker incarnations known to be dead (their container ended or restarted, their pod is gone) dead and release their running jobs at once, the lost run counting as an attempt; only rows still online or draining, only jobs still running under that worker id (fenced): $1 worker ids (text[]), $2 why each died (text[], parallel to $1), $3 backoff_seconds, $4 backoff_cap_seconds (placed in line as rescue_expired_leases places them); returns worker ids and job counts.
+-- Mark worker incarnations known to be dead (their container ended or restarted, their pod is gone) dead and release their running jobs at once, the lost run counting as an attempt; only rows still online or draining, only jobs still running under that worker id (fenced): $1 worker ids (text[]), $2 why each died (text[], parallel to $1), $3 backoff_seconds, $4 backoff_cap_seconds (placed in line as rescue_expired_leases places them, counted in job_failures); returns worker ids and job counts.
 -- Worker rows first (by id), then their jobs by ascending id: the heartbeat's order.
 WITH died AS (
     SELECT w.id, d.why
@@ -362,6 +405,15 @@ WITH died AS (
     FROM orphans AS o
     WHERE j.id = o.id AND j.state = 'running'
     RETURNING j.state, j.queue, j.run_at
+), counted AS (
+    INSERT INTO workerfleet.job_failures AS f (queue, minute, slot, failed, dead)
+    SELECT queue, date_trunc('minute', now()), pg_backend_pid(),
+        count(*), count(*) FILTER (WHERE state = 'dead')
+    FROM released
+    GROUP BY queue
+    ORDER BY queue
+    ON CONFLICT (queue, minute, slot)
+        DO UPDATE SET failed = f.failed + excluded.failed, dead = f.dead + excluded.dead
 ), woken AS (
     SELECT pg_notify('workerfleet_jobs', q.queue)
     FROM (SELECT DISTINCT queue FROM released WHERE state = 'pending' AND run_at <= now()) AS q
@@ -396,11 +448,12 @@ WITH retried AS (
 SELECT id, (SELECT count(*) FROM woken) AS notified FROM retried;
 
 -- prune_finished --
--- Delete up to $3 finished jobs in states $2 (text[]) finished more than $1 seconds ago: $1 older_than_seconds, $2 states, $3 batch_limit; returns the count deleted.
+-- Delete up to $3 finished jobs in states $2 (text[]) finished more than $1 seconds ago, only in queues $4 (NULL: every queue): $1 older_than_seconds, $2 states, $3 batch_limit, $4 queues (text[] or NULL); returns the count deleted.
 WITH doomed AS (
     SELECT id FROM workerfleet.jobs
     WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY($2::text[])
         AND finished_at < now() - make_interval(secs => $1::float8)
+        AND ($4::text[] IS NULL OR queue = ANY($4::text[]))
     ORDER BY finished_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -419,8 +472,21 @@ WITH deleted AS (
 )
 SELECT count(*) AS deleted FROM deleted;
 
+-- prune_failure_counts --
+-- Delete failure counts older than $1 seconds (the stats read only the last hour): $1 older_than_seconds; returns the count deleted.
+WITH deleted AS (
+    DELETE FROM workerfleet.job_failures
+    WHERE minute < now() - make_interval(secs => $1::float8)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- recovery_lock --
+-- Hold the recovery lock until the transaction ends, so one recovery pass at a time runs per database (operator replicas, Monitors, the recover CLI): $1 lock key (bigint).
+SELECT pg_advisory_xact_lock($1::bigint);
+
 -- queue_stats --
--- Depth and throughput per queue from the counters plus three index probes; no parameters. pending excludes scheduled (run_at in the future); oldest_pending_seconds is measured from run_at.
+-- Depth, throughput and the last hour's failures per queue, from the counters plus three index probes; no parameters. pending excludes scheduled (run_at in the future); oldest_pending_seconds is measured from run_at; failure_minutes_ago lists the minutes (0 = this one) with failures, failed_per_minute and dead_per_minute their counts.
 WITH per_state AS (
     SELECT queue, state, sum(n)::bigint AS n
     FROM workerfleet.job_counts
@@ -435,6 +501,21 @@ WITH per_state AS (
     FROM per_state
     GROUP BY queue
     HAVING bool_or(n <> 0)
+), failures AS (
+    SELECT f.queue,
+        (extract(epoch FROM date_trunc('minute', now()) - f.minute) / 60)::integer AS ago,
+        sum(f.failed)::bigint AS failed,
+        sum(f.dead)::bigint AS dead
+    FROM workerfleet.job_failures AS f
+    WHERE f.minute > date_trunc('minute', now()) - interval '60 minutes'
+    GROUP BY f.queue, f.minute
+), failure_series AS (
+    SELECT queue,
+        array_agg(ago ORDER BY ago) AS minutes_ago,
+        array_agg(failed ORDER BY ago) AS failed,
+        array_agg(dead ORDER BY ago) AS dead
+    FROM failures
+    GROUP BY queue
 ), finished AS (
     SELECT queue, count(*) AS n
     FROM workerfleet.jobs
@@ -450,7 +531,10 @@ SELECT c.queue,
     c.dead,
     c.cancelled,
     extract(epoch FROM now() - o.oldest_run_at)::float8 AS oldest_pending_seconds,
-    coalesce(f.n, 0) AS finished_last_minute
+    coalesce(f.n, 0) AS finished_last_minute,
+    coalesce(fs.minutes_ago, '{}') AS failure_minutes_ago,
+    coalesce(fs.failed, '{}') AS failed_per_minute,
+    coalesce(fs.dead, '{}') AS dead_per_minute
 FROM counts AS c
 CROSS JOIN LATERAL (
     SELECT count(*) AS scheduled FROM workerfleet.jobs AS j
@@ -463,27 +547,39 @@ CROSS JOIN LATERAL (
         AND j.priority IS NOT NULL
 ) AS o
 LEFT JOIN finished AS f ON f.queue = c.queue
+LEFT JOIN failure_series AS fs ON fs.queue = c.queue
 ORDER BY c.queue;
 
 -- worker_stats --
--- Worker counts per pool; a worker silent for $1 seconds counts as dead; holding = online or draining workers with a job at their last heartbeat: $1 dead_after_seconds.
+-- Worker counts per pool, and the running jobs its workers hold (whatever their state: a dead worker's unreleased jobs count); a worker silent for $1 seconds counts as dead; holding = online or draining workers with a job at their last heartbeat: $1 dead_after_seconds.
 WITH w AS (
     SELECT pool, state, current_jobs,
         heartbeat_at >= now() - make_interval(secs => $1::float8) AS fresh
     FROM workerfleet.workers
     WHERE state <> 'offline'
+), held AS (
+    SELECT holder.pool, count(*) AS running_jobs
+    FROM workerfleet.jobs AS j
+    JOIN workerfleet.workers AS holder ON holder.id = j.worker_id
+    WHERE j.state = 'running'
+    GROUP BY holder.pool
+), per_pool AS (
+    SELECT pool,
+        count(*) FILTER (WHERE state = 'online' AND fresh) AS online,
+        count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs > 0) AS busy,
+        count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs = 0) AS idle,
+        count(*) FILTER (WHERE state = 'draining' AND fresh) AS draining,
+        count(*) FILTER (WHERE state = 'dead' OR NOT fresh) AS dead,
+        count(*) FILTER (WHERE state IN ('online', 'draining') AND fresh AND current_jobs > 0)
+            AS holding
+    FROM w
+    GROUP BY pool
 )
-SELECT pool,
-    count(*) FILTER (WHERE state = 'online' AND fresh) AS online,
-    count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs > 0) AS busy,
-    count(*) FILTER (WHERE state = 'online' AND fresh AND current_jobs = 0) AS idle,
-    count(*) FILTER (WHERE state = 'draining' AND fresh) AS draining,
-    count(*) FILTER (WHERE state = 'dead' OR NOT fresh) AS dead,
-    count(*) FILTER (WHERE state IN ('online', 'draining') AND fresh AND current_jobs > 0)
-        AS holding
-FROM w
-GROUP BY pool
-ORDER BY pool;
+SELECT p.pool, p.online, p.busy, p.idle, p.draining, p.dead, p.holding,
+    coalesce(h.running_jobs, 0) AS running_jobs
+FROM per_pool AS p
+LEFT JOIN held AS h ON h.pool = p.pool
+ORDER BY p.pool;
 
 -- get_job --
 -- One job by id: $1 id.

@@ -319,3 +319,16 @@ CREATE TRIGGER jobs_count_deleted AFTER DELETE ON workerfleet.jobs
 
 CREATE TRIGGER jobs_count_truncated AFTER TRUNCATE ON workerfleet.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION workerfleet.count_jobs_truncated();
+
+-- Failed attempts (retried or dead, including attempts lost with their worker) and
+-- dead-lettered jobs per queue and minute, added to by fail, bury, rescue and reap
+-- (see migrations/0008); queue_stats reads the last hour. Each backend writes its
+-- own slot (its pid), so no two backends lock one row.
+CREATE TABLE workerfleet.job_failures (
+    queue text NOT NULL,
+    minute timestamptz NOT NULL,
+    slot integer NOT NULL,
+    failed bigint NOT NULL,
+    dead bigint NOT NULL,
+    PRIMARY KEY (queue, minute, slot)
+);

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
@@ -15,8 +16,11 @@ from localcluster.waiting import wait_for
 from workerfleet.operator import metrics, reasons
 from workerfleet.operator.errors import QueueAccessError
 from workerfleet.operator.inspector import IDLE_CLOSE_SECONDS, QueueInspector
+from workerfleet.operator.monitor import pool_facts
+from workerfleet.operator.selection import PoolRef
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.migrations import migrate
+from workerfleet.worker.queries import QUERIES
 from workerfleet.worker.repository import Repository
 
 
@@ -131,4 +135,42 @@ async def test_a_rotated_dsn_leaves_no_pool_behind(
         interval=0.1,
     )
     assert (await inspector.snapshot(postgres_dsn)).queues["emails"].pending == 3
+    await inspector.close()
+
+
+class CountingConnector(Connector):
+    """A real connector that notes the name of every named query it runs."""
+
+    ran: list[str]
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        self.ran.append(next((n for n, q in QUERIES.items() if q == query), "unnamed"))
+        return await super().fetch(query, *args)
+
+
+async def test_the_rules_read_failures_from_the_same_one_query(postgres_dsn: str) -> None:
+    await seed(postgres_dsn)
+    async with await Connector.open(postgres_dsn, min_size=1, max_size=1) as connector:
+        repository = Repository(connector)
+        jobs = await repository.claim("w-1", ["emails"], 3, lease_seconds=60)
+        for job in jobs[:2]:
+            await repository.fail(job.ref, "boom", None, retry_delay_seconds=0)
+    ran: list[str] = []
+
+    async def opener(dsn: str) -> Connector:
+        opened = await Connector.open(dsn, min_size=1, max_size=2)
+        counting = CountingConnector(dsn, opened.pool)
+        counting.ran = ran
+        return counting
+
+    inspector = QueueInspector(dead_after_seconds=60, opener=opener)
+    # Eight pools' ticks and a Monitor's run, all at once, on one database.
+    snapshots = await asyncio.gather(*(inspector.snapshot(postgres_dsn) for _ in range(9)))
+    assert ran == ["queue_stats", "worker_stats"]
+    ref = PoolRef("emails", {}, "queue-db", "dsn", queue="emails", concurrency=4, ceiling=2)
+    facts = pool_facts(ref, "mail", snapshots[-1])
+    assert facts.queue is not None
+    assert facts.workers is not None
+    assert facts.queue.failed_within(15) == 2
+    assert facts.workers.running_jobs == 1
     await inspector.close()

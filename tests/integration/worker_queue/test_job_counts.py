@@ -7,7 +7,7 @@ import asyncpg
 
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import CountDrift, EnqueueRequest
-from workerfleet.worker.repository import HOUSEKEEPING_LOCK_KEY, Repository
+from workerfleet.worker.repository import RECOVERY_LOCK_KEY, Repository
 
 LEASE_SECONDS = 30.0
 
@@ -116,9 +116,7 @@ async def test_housekeeping_runs_in_one_process_at_a_time(
     other = await asyncpg.connect(postgres_dsn)
     try:
         async with other.transaction():
-            assert await other.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1)", HOUSEKEEPING_LOCK_KEY
-            )
+            assert await other.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECOVERY_LOCK_KEY)
             assert await repo.rescue_unless_another_does() is None
             job = await repo.get_job(job_id)
             assert job is not None

@@ -17,7 +17,7 @@ from workerfleet.worker.repository import Repository
 ARGUMENTS: dict[str, list[Any]] = {
     "heartbeat": ["w", [1, 2, 3], [1, 1, 1], 30.0, 3, 0, 0],
     "complete_many": [[1, 2, 3], ["w"] * 3, [1, 1, 1], ["null"] * 3],
-    "reap_dead_workers": [60.0, 0.0, 0.0],
+    "reap_dead_workers": [60.0, 0.0, 0.0, None],
 }
 
 

@@ -84,7 +84,7 @@ async def test_a_job_rescued_again_backs_off_longer_each_time_up_to_the_cap(
         # In one transaction, so now() is the rescue's own clock reading.
         async with connector.transaction() as connection:
             rescued = await connection.fetchrow(
-                QUERIES["rescue_expired_leases"], BACKOFF_SECONDS, BACKOFF_CAP_SECONDS
+                QUERIES["rescue_expired_leases"], BACKOFF_SECONDS, BACKOFF_CAP_SECONDS, None, 0.0
             )
             waits.append(
                 await connection.fetchval(

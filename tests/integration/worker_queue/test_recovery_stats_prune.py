@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from workerfleet.worker.connector import Connector
-from workerfleet.worker.models import EnqueueRequest, QueueStats, WorkerStats
+from workerfleet.worker.models import EnqueueRequest, MinuteFailures, QueueStats, WorkerStats
 from workerfleet.worker.repository import Repository
 
 LEASE_SECONDS = 30.0
@@ -131,8 +131,11 @@ async def test_queue_stats_by_queue_and_state(repo: Repository, connector: Conne
         cancelled=0,
         oldest_pending_seconds=alpha.oldest_pending_seconds,
         finished_last_minute=1,
+        failures=(MinuteFailures(minutes_ago=0, failed=1, dead=0),),
     )
-    assert stats["beta"] == QueueStats("beta", 0, 0, 0, 0, 1, 0, None, 1)
+    assert stats["beta"] == QueueStats(
+        "beta", 0, 0, 0, 0, 1, 0, None, 1, (MinuteFailures(0, failed=1, dead=1),)
+    )
     assert stats["gamma"] == QueueStats("gamma", 0, 0, 0, 0, 0, 1, None, 1)
 
 

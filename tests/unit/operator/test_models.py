@@ -107,6 +107,56 @@ def test_monitor_defaults() -> None:
     assert dumped["rules"]["noWorkersWithPending"]["for"] == "1m"
 
 
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"rules": {"failedJobs": {"threshold": 0}}}, "threshold"),
+        ({"rules": {"deadJobs": {"threshold": 0}}}, "threshold"),
+        ({"rules": {"failedJobs": {"window": "15 minutes"}}}, "window"),
+        ({"rules": {"failedJobs": {"window": "0s"}}}, "rules.failedJobs.window must be longer"),
+        ({"rules": {"deadJobs": {"window": "61m"}}}, "rules.deadJobs.window must be at most 1h"),
+        ({"rules": {"noWorkersWithPending": {"for": "soon"}}}, "for"),
+        ({"rules": {"oldestPending": {"threshold": "0"}}}, "rules.oldestPending.threshold"),
+        ({"alerts": {"webhook": {}}}, "secretRef"),
+        ({"alerts": {"webhook": {"secretRef": {"name": ""}}}}, "name"),
+        ({"alerts": {"webhook": {"secretRef": {"name": "w"}, "timeout": "0"}}}, "timeout"),
+        ({"alerts": {"webhook": {"secretRef": {"name": "w"}, "timeout": "61s"}}}, "timeout"),
+        ({"interval": "1m", "alerts": {"repeatInterval": "59s"}}, "alerts.repeatInterval"),
+    ],
+)
+def test_invalid_monitor_specs_are_refused_naming_the_field(
+    raw: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        models.MonitorSpec.model_validate(raw)
+    assert fragment in str(caught.value)
+
+
+def test_monitor_rule_and_alert_defaults() -> None:
+    spec = models.MonitorSpec.model_validate(
+        {"alerts": {"webhook": {"secretRef": {"name": "hook"}}, "repeatInterval": "1h"}}
+    )
+    assert spec.stuck_job_after_seconds == 0.0
+    assert spec.rules.failed_jobs.window_minutes == 15
+    assert spec.rules.dead_jobs.threshold == 1
+    assert spec.rules.queue_growing.hold_for_seconds == 600.0
+    assert spec.rules.running_exceeds_capacity.hold_for_seconds == 120.0
+    assert spec.alerts.repeat_seconds == 3600.0
+    webhook = spec.alerts.webhook
+    assert webhook is not None
+    assert (webhook.secret_ref.key, webhook.format, webhook.timeout_seconds) == (
+        "url",
+        "generic",
+        10.0,
+    )
+
+
+def test_windows_round_up_to_whole_minutes() -> None:
+    rule = models.FailedJobsRule.model_validate({"window": "90s"})
+    assert rule.window_minutes == 2
+    assert models.FailedJobsRule.model_validate({"window": "1h"}).window_minutes == 60
+
+
 def test_status_model_dumps_camel_case() -> None:
     status = models.QueueStatus(pending=3, oldest_pending_seconds=5, oldest_pending="5s")
     assert status.model_dump(by_alias=True, exclude_none=True)["oldestPendingSeconds"] == 5

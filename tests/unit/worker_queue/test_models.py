@@ -137,9 +137,13 @@ def test_other_rows() -> None:
             "cancelled": 6,
             "oldest_pending_seconds": None,
             "finished_last_minute": 7,
+            "failure_minutes_ago": [0, 3],
+            "failed_per_minute": [2, 5],
+            "dead_per_minute": [0, 1],
         }
     )
     assert (stats.scheduled, stats.finished_last_minute) == (2, 7)
+    assert (stats.failed_within(1), stats.failed_within(4), stats.dead_within(60)) == (2, 7, 1)
 
 
 def test_grant_counts_a_repeated_ref_once() -> None:
