@@ -19,14 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from workerfleet.durations import DURATION_PATTERN, format_duration, parse_duration
 from workerfleet.operator import reasons
 from workerfleet.worker import config as worker_config
+from workerfleet.worker import cron as crontab
 from workerfleet.worker import retry
-from workerfleet.worker.models import QUEUE_NAME_PATTERN
+from workerfleet.worker.models import INT4_MAX, INT4_MIN, QUEUE_NAME_PATTERN, TASK_NAME_MAX_CHARS
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -52,6 +60,8 @@ QUANTITY_PATTERN = (
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 PERCENT_STEP_PATTERN = r"^[1-9][0-9]{0,3}%$"
+MAX_SCHEDULES = 50
+SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 # The worker's variables, set by the operator from the spec; a user's env entry may not
 # shadow them.
@@ -456,6 +466,81 @@ class Metrics(ApiModel):
     """Create a ClusterIP Service named <pool>-metrics for Prometheus to scrape."""
 
 
+class Schedule(ApiModel):
+    """A job enqueued on the pool's queue at every time a cron expression names.
+
+    The operator enqueues each run once (a run is keyed by pool, schedule name
+    and scheduled time in the database, so a restart, a second operator or a
+    clock step never enqueues it twice), within a second of its time. Runs
+    missed while no operator ran are handled like a CronJob's: the latest one
+    is enqueued when it is still within `startingDeadline`, the others are
+    skipped and counted (status.schedules[].missedRuns, and a MissedSchedule
+    Event). spec.paused leaves the schedules running; `suspend` stops one.
+    """
+
+    cel_rules = (
+        Rule(
+            f"self.cron.matches('{crontab.CRON_SHAPE_PATTERN}')",
+            "cron must be five fields (minute hour day-of-month month day-of-week, such as "
+            f"'*/5 * * * *') or one of {', '.join(crontab.MACROS)}",
+            lambda s: _matches(crontab.CRON_SHAPE_PATTERN, s.cron),
+            ".cron",
+        ),
+        Rule(
+            f"self.timeZone.matches('{crontab.TIME_ZONE_PATTERN}')",
+            "timeZone must be an IANA time zone name, such as UTC or Europe/Riga",
+            lambda s: _matches(crontab.TIME_ZONE_PATTERN, s.time_zone),
+            ".timeZone",
+        ),
+    )
+
+    name: str = Field(pattern=SCHEDULE_NAME_PATTERN, max_length=63)
+    """Names the schedule in status and in the database (lower-case letters, digits, '-')."""
+    cron: str = Field(min_length=1, max_length=crontab.CRON_MAX_LENGTH)
+    """When to run: five cron fields (minute hour day-of-month month day-of-week, such as \
+'*/5 * * * *' or '0 9 * * MON-FRI') or a macro (@hourly, @daily, @weekly, @monthly, @yearly)."""
+    time_zone: str = Field(
+        crontab.DEFAULT_TIME_ZONE, min_length=1, max_length=crontab.TIME_ZONE_MAX_LENGTH
+    )
+    """IANA time zone the cron fields are read in (such as Europe/Riga)."""
+    task: str = Field(min_length=1, max_length=TASK_NAME_MAX_CHARS)
+    """The task (handler name) each run enqueues."""
+    payload: PreservedObject | None = None
+    """The JSON object each run's job carries (default: none)."""
+    priority: int = Field(0, ge=INT4_MIN, le=INT4_MAX)
+    """Priority of each run's job (higher runs first)."""
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS)
+    """Attempts of each run's job (default: the pool's spec.worker.maxAttempts)."""
+    starting_deadline: Duration | None = None
+    """How late a missed run may still be enqueued (when the operator was not running at its \
+time); older missed runs are skipped and counted. Unset: the latest missed run is always \
+enqueued, once."""
+    suspend: bool = False
+    """Enqueue no runs while true; runs that fall meanwhile are neither enqueued nor missed."""
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        try:
+            crontab.parse(value)
+        except crontab.CronError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_exists(cls, value: str) -> str:
+        try:
+            crontab.time_zone(value)
+        except crontab.CronError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @property
+    def starting_deadline_seconds(self) -> float | None:
+        return _seconds(self.starting_deadline)
+
+
 class WorkerPoolSpec(ApiModel):
     """A fleet of workers draining one queue."""
 
@@ -489,6 +574,25 @@ class WorkerPoolSpec(ApiModel):
     template: PodTemplateOverrides = nested(PodTemplateOverrides)
     paused: bool = False
     """Leave the Deployment alone (no reconciling, no scaling) while true."""
+    schedules: list[Schedule] = Field(
+        default_factory=list,
+        max_length=MAX_SCHEDULES,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Jobs enqueued on the pool's queue at the times cron expressions name."""
+
+    @model_validator(mode="after")
+    def _schedule_names_unique(self) -> WorkerPoolSpec:
+        # The API server refuses duplicates by the list's map key; the same here.
+        seen: dict[str, int] = {}
+        for index, schedule in enumerate(self.schedules):
+            first = seen.setdefault(schedule.name, index)
+            if first != index:
+                raise ValueError(
+                    f"schedules[{index}].name {schedule.name!r} is also the name of "
+                    f"schedules[{first}]: schedule names must be unique"
+                )
+        return self
 
 
 # -- WorkerPool status ---------------------------------------------------------------------------
@@ -546,6 +650,26 @@ class WorkerCounts(StatusModel):
 Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.HEALTH_WORDS)})]
 
 
+class ScheduleStatus(StatusModel):
+    """One schedule as the database records it."""
+
+    name: str = Field(max_length=200)
+    source: str | None = Field(None, max_length=16)
+    """Who declares it: operator (spec.schedules) or worker (@task(schedule=...) in handlers)."""
+    suspended: bool | None = None
+    last_schedule_time: Timestamp | None = None
+    """Scheduled time of the last run enqueued."""
+    last_job_id: int | None = None
+    """The job of the last run."""
+    last_job_state: str | None = Field(None, max_length=16)
+    """That job's state (pending, running, succeeded, dead, cancelled; pruned once deleted)."""
+    next_run_time: Timestamp | None = None
+    missed_runs: int | None = None
+    """Runs skipped, since the schedule was created: runs that fell while no scheduler ran \
+(all but the latest, and that one too when past startingDeadline)."""
+    last_missed_time: Timestamp | None = None
+
+
 class WorkerPoolStatus(StatusModel):
     """What the operator observed; written only by the operator."""
 
@@ -563,6 +687,8 @@ class WorkerPoolStatus(StatusModel):
     queue: QueueStatus | None = None
     workers: WorkerCounts | None = None
     last_scale_time: Timestamp | None = None
+    schedules: list[ScheduleStatus] | None = Field(None, max_length=MAX_SCHEDULES * 2)
+    """The pool's schedules: last run, its job, next run, missed runs."""
     conditions: ConditionList | None = None
 
 

@@ -38,9 +38,16 @@ def parse_pool(name: str, raw_spec: Mapping[str, Any]) -> Parsed:
 def describe_validation_error(error: pydantic.ValidationError) -> str:
     messages = []
     for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in ("spec", *item["loc"]))
-        messages.append(f"{where}: {item['msg']}")
+        messages.append(f"{field_path(item['loc'])}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(messages)
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """``("schedules", 0, "cron")`` as the API spells it: ``spec.schedules[0].cron``."""
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
 
 
 def semantic_problems(spec: models.WorkerPoolSpec) -> list[str]:

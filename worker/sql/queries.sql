@@ -404,3 +404,121 @@ SELECT workerfleet.enqueue(
     coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
     $6::integer, $7::text
 ) AS id;
+
+-- schedules_register --
+-- Make the pool's schedules of one source exactly these (insert, update what changed, delete the others; a name held by the other source is left alone), parallel arrays: $1 pool, $2 source, $3 names, $4 queues, $5 tasks, $6 crons, $7 time_zones, $8 payloads (JSON text), $9 priorities, $10 max_attempts, $11 starting_deadline_seconds, $12 suspended, $13 next_run_ats, $14 now (the registration time: since of a new schedule, or of one whose times changed or that resumed); returns per name whether it was written and the source that held it before.
+WITH given AS (
+    SELECT *
+    FROM unnest(
+        $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[],
+        $10::integer[], $11::float8[], $12::boolean[], $13::timestamptz[]
+    ) AS g(name, queue, task, cron, time_zone, payload, priority, max_attempts,
+        starting_deadline_seconds, suspended, next_run_at)
+), removed AS (
+    DELETE FROM workerfleet.schedules AS s
+    WHERE s.pool = $1 AND s.source = $2 AND NOT (s.name = ANY ($3::text[]))
+    RETURNING s.name
+), written AS (
+    INSERT INTO workerfleet.schedules AS s (
+        pool, name, source, queue, task, cron, time_zone, payload, priority, max_attempts,
+        starting_deadline_seconds, suspended, since, last_scheduled_at, next_run_at
+    )
+    SELECT $1, g.name, $2, g.queue, g.task, g.cron, g.time_zone, g.payload::jsonb, g.priority,
+        g.max_attempts, g.starting_deadline_seconds, g.suspended, $14::timestamptz,
+        -- A schedule removed and declared again keeps its runs' marks.
+        (SELECT max(r.scheduled_at) FROM workerfleet.schedule_runs AS r
+         WHERE r.pool = $1 AND r.schedule = g.name),
+        g.next_run_at
+    FROM given AS g
+    ORDER BY g.name
+    ON CONFLICT (pool, name) DO UPDATE
+    SET queue = excluded.queue, task = excluded.task, cron = excluded.cron,
+        time_zone = excluded.time_zone, payload = excluded.payload,
+        priority = excluded.priority, max_attempts = excluded.max_attempts,
+        starting_deadline_seconds = excluded.starting_deadline_seconds,
+        suspended = excluded.suspended,
+        since = CASE
+            WHEN (s.cron, s.time_zone) IS DISTINCT FROM (excluded.cron, excluded.time_zone)
+                OR (s.suspended AND NOT excluded.suspended)
+            THEN excluded.since ELSE s.since END,
+        next_run_at = excluded.next_run_at,
+        updated_at = now()
+    WHERE s.source = excluded.source
+        AND (s.queue, s.task, s.cron, s.time_zone, s.payload, s.priority, s.max_attempts,
+            s.starting_deadline_seconds, s.suspended)
+        IS DISTINCT FROM (excluded.queue, excluded.task, excluded.cron, excluded.time_zone,
+            excluded.payload, excluded.priority, excluded.max_attempts,
+            excluded.starting_deadline_seconds, excluded.suspended)
+    RETURNING s.name
+)
+SELECT g.name, w.name IS NOT NULL AS written, before.source AS held_by,
+    (SELECT count(*) FROM removed) AS removed
+FROM given AS g
+LEFT JOIN written AS w ON w.name = g.name
+LEFT JOIN workerfleet.schedules AS before ON before.pool = $1 AND before.name = g.name
+ORDER BY g.name;
+
+-- schedules_list --
+-- Schedules with the state of their last run's job, of one pool or all: $1 pool or NULL.
+SELECT s.*, j.state AS last_job_state
+FROM workerfleet.schedules AS s
+LEFT JOIN workerfleet.jobs AS j ON j.id = s.last_job_id
+WHERE ($1::text IS NULL OR s.pool = $1)
+ORDER BY s.pool, s.name;
+
+-- schedule_advance --
+-- Move a schedule past its due runs, once: enqueue the run at $4 (unless NULL) and count $5 skipped runs (the latest at $6), only if they are later than every run enqueued or skipped before and the schedule is not suspended; the run's job and its unique key (pool, schedule, scheduled time) are written in the same statement. $1 pool, $2 name, $3 source, $4 scheduled time to enqueue or NULL, $5 missed count, $6 latest missed time or NULL, $7 next run time, $8 seconds of run history kept; returns whether it advanced and the job id.
+WITH advanced AS (
+    UPDATE workerfleet.schedules AS s
+    SET last_scheduled_at = coalesce($4::timestamptz, s.last_scheduled_at),
+        last_job_id = CASE WHEN $4::timestamptz IS NULL THEN s.last_job_id
+            ELSE nextval(pg_get_serial_sequence('workerfleet.jobs', 'id')) END,
+        missed_runs = s.missed_runs + $5::bigint,
+        last_missed_at = coalesce($6::timestamptz, s.last_missed_at),
+        next_run_at = $7::timestamptz,
+        updated_at = now()
+    WHERE s.pool = $1 AND s.name = $2 AND s.source = $3 AND NOT s.suspended
+        AND greatest($4::timestamptz, $6::timestamptz)
+            > coalesce(greatest(s.last_scheduled_at, s.last_missed_at), '-infinity')
+    RETURNING s.pool, s.name, s.queue, s.task, s.payload, s.priority, s.max_attempts,
+        s.last_job_id
+), run AS (
+    INSERT INTO workerfleet.schedule_runs (pool, schedule, scheduled_at, job_id)
+    SELECT a.pool, a.name, $4::timestamptz, a.last_job_id
+    FROM advanced AS a
+    WHERE $4::timestamptz IS NOT NULL
+    ON CONFLICT (pool, schedule, scheduled_at) DO NOTHING
+    RETURNING job_id
+), job AS (
+    INSERT INTO workerfleet.jobs (id, queue, task, payload, priority, max_attempts)
+    SELECT r.job_id, a.queue, a.task, a.payload, a.priority, a.max_attempts
+    FROM run AS r CROSS JOIN advanced AS a
+    RETURNING id, queue
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', queue) FROM job
+), pruned AS (
+    DELETE FROM workerfleet.schedule_runs AS r
+    USING advanced AS a
+    WHERE r.pool = a.pool AND r.schedule = a.name
+        AND r.scheduled_at < $4::timestamptz - make_interval(secs => $8::float8)
+)
+SELECT (SELECT count(*) FROM advanced) > 0 AS advanced,
+    (SELECT id FROM job) AS job_id,
+    (SELECT count(*) FROM woken) AS notified;
+
+-- schedule_runs --
+-- The runs enqueued for a schedule, newest first: $1 pool, $2 schedule, $3 limit.
+SELECT r.*, j.state AS job_state, j.created_at AS job_created_at
+FROM workerfleet.schedule_runs AS r
+LEFT JOIN workerfleet.jobs AS j ON j.id = r.job_id
+WHERE r.pool = $1 AND r.schedule = $2
+ORDER BY r.scheduled_at DESC
+LIMIT $3;
+
+-- schedule_lock_try --
+-- Take the session-level lock that makes one worker of a pool its scheduler, without waiting: $1 pool; returns locked.
+SELECT pg_try_advisory_lock(hashtextextended('workerfleet.schedules/' || $1, 0)) AS locked;
+
+-- schedule_lock_release --
+-- Give the scheduler lock back: $1 pool; returns whether it was held.
+SELECT pg_advisory_unlock(hashtextextended('workerfleet.schedules/' || $1, 0)) AS released;
