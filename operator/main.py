@@ -25,6 +25,7 @@ from kubernetes.config import ConfigException
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
 from workerfleet.operator import health, kopf_glue, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
+from workerfleet.operator import schedule_daemon as _schedules  # noqa: F401  (registers handlers)
 from workerfleet.operator.runtime import Runtime
 from workerfleet.operator.settings import ENV_PREFIX, OperatorSettings
 

@@ -651,11 +651,9 @@ Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.H
 
 
 class ScheduleStatus(StatusModel):
-    """One schedule as the database records it."""
+    """One of spec.schedules as the database records it."""
 
     name: str = Field(max_length=200)
-    source: str | None = Field(None, max_length=16)
-    """Who declares it: operator (spec.schedules) or worker (@task(schedule=...) in handlers)."""
     suspended: bool | None = None
     last_schedule_time: Timestamp | None = None
     """Scheduled time of the last run enqueued."""
@@ -688,7 +686,7 @@ class WorkerPoolStatus(StatusModel):
     workers: WorkerCounts | None = None
     last_scale_time: Timestamp | None = None
     schedules: list[ScheduleStatus] | None = Field(None, max_length=MAX_SCHEDULES * 2)
-    """The pool's schedules: last run, its job, next run, missed runs."""
+    """spec.schedules: each one's last run, its job, next run and missed runs."""
     conditions: ConditionList | None = None
 
 

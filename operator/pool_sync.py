@@ -1,6 +1,6 @@
 """One sync of one WorkerPool, as a chain of named steps.
 
-    parse -> read queue -> decide replicas -> apply children -> observe -> report
+    parse -> read queue -> read schedules -> decide replicas -> apply children -> observe -> report
 
 Each step is a small function of what the steps before it produced, in the
 style of CloudNativePG's reconciler: the decisions (``validation``,
@@ -13,10 +13,12 @@ status timer go through here, one at a time per pool (the pool's lock).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import asyncpg
 
 from workerfleet.operator import (
     builders,
@@ -26,6 +28,7 @@ from workerfleet.operator import (
     reasons,
     replicas,
     rollup,
+    schedules,
     validation,
 )
 from workerfleet.operator.errors import ApplyError, QueueAccessError
@@ -33,7 +36,8 @@ from workerfleet.operator.kopf_glue import post
 from workerfleet.operator.rollup import Observation, QueueProblem, QueueReading
 from workerfleet.operator.runtime import PoolState, Runtime
 from workerfleet.operator.views import DeploymentView, PodView, ServiceView
-from workerfleet.worker.models import QueueStats, WorkerStats
+from workerfleet.worker import connector
+from workerfleet.worker.models import QueueStats, ScheduleRow, WorkerStats
 
 QueueSeen = QueueReading | QueueProblem | None
 """What the queue step found; None when the spec is invalid and the queue was not read."""
@@ -129,10 +133,11 @@ async def sync_pool(call: PoolCall) -> str | None:
         call.state.synced_at = time.monotonic()
         parsed = parse(call)
         queue = await read_queue(call, parsed.spec)
+        scheduled = await read_schedules(call, parsed.spec)
         live = call.deployment()
         desired = decide_replicas(call.pool_key, parsed, queue, live)
         applied = await apply_children(call, parsed, desired, live)
-        report(call, observe(call, parsed, queue, desired, applied))
+        report(call, observe(call, parsed, queue, desired, applied, scheduled))
         return applied.spec_problem
 
 
@@ -166,6 +171,24 @@ async def read_queue(call: PoolCall, spec: models.WorkerPoolSpec | None) -> Queu
         stats=snapshot.queues.get(spec.queue),
         workers=snapshot.workers.get(call.pool_key),
     )
+
+
+async def read_schedules(
+    call: PoolCall, spec: models.WorkerPoolSpec | None
+) -> Sequence[ScheduleRow] | None:
+    """The pool's schedules as the database records them (the schedule daemon writes
+    them); None when unknown, and the status keeps what it said."""
+    if spec is None:
+        return None
+    if not spec.schedules and not (call.body.get("status") or {}).get("schedules"):
+        return ()
+    ref = spec.database.secret_ref
+    try:
+        dsn = await call.runtime.secrets.dsn(call.namespace, ref.name, ref.key)
+        repository = await call.runtime.inspector.repository(dsn)
+        return await repository.list_schedules(call.pool_key)
+    except (QueueAccessError, *connector.TRANSIENT_ERRORS, asyncpg.PostgresError):
+        return None  # QueueReachable tells what is wrong with the database
 
 
 def decide_replicas(
@@ -218,7 +241,12 @@ async def apply_children(
 
 
 def observe(
-    call: PoolCall, parsed: Parsed, queue: QueueSeen, desired: int | None, applied: Applied
+    call: PoolCall,
+    parsed: Parsed,
+    queue: QueueSeen,
+    desired: int | None,
+    applied: Applied,
+    scheduled: Sequence[ScheduleRow] | None = None,
 ) -> Observation:
     """Everything the status is made of, gathered at one instant."""
     pods = call.pods()
@@ -238,6 +266,7 @@ def observe(
         previous=call.body.get("status") or {},
         now=now,
         apply_problem=applied.apply_problem,
+        schedules="unknown" if scheduled is None else schedules.status_section(scheduled, now),
     )
 
 

@@ -70,6 +70,8 @@ class Observation:
     now: datetime
     apply_problem: str | None = None
     """Why the Deployment could not be applied (a transient API error), or None."""
+    schedules: list[dict[str, Any]] | Literal["unknown"] | None = "unknown"
+    """status.schedules (None: the pool has none; "unknown": not read, keep the last)."""
 
 
 @dataclass(frozen=True)
@@ -282,8 +284,11 @@ def rollup(obs: Observation) -> Rollup:
     scaled = previous.get("desiredReplicas") not in (None, obs.desired) and obs.desired is not None
     last_scale = conditions.rfc3339(obs.now) if scaled else previous.get("lastScaleTime")
     status["lastScaleTime"] = last_scale
+    status["schedules"] = previous.get("schedules") if obs.schedules == "unknown" else obs.schedules
     status = {k: v for k, v in status.items() if v is not None}
-    changed = any(previous.get(key) != value for key, value in status.items())
+    changed = any(previous.get(key) != value for key, value in status.items()) or (
+        "schedules" not in status and previous.get("schedules") is not None
+    )
     events = events_for(conditions.transitions(previous.get("conditions"), merged))
     return Rollup(status=status, events=events, changed=changed)
 

@@ -89,20 +89,21 @@ def decide(row: ScheduleRow, now: datetime) -> Decision:
     return Decision(latest, due - 1, schedule.latest_at_or_before(latest - ONE_SECOND), next_run)
 
 
-def next_wake(rows: Iterable[ScheduleRow], source: str, now: datetime) -> datetime | None:
-    """When the next run of ``source``'s schedules falls (None: none will)."""
+def next_run_time(rows: Iterable[ScheduleRow], source: str, now: datetime) -> datetime | None:
+    """The earliest run of ``source``'s schedules after ``now`` (None: none will run).
+
+    A run due at ``now`` itself is :func:`run_due`'s to enqueue, not counted here.
+    """
     times = []
     for row in rows:
         if row.source != source:
             continue
         try:
-            decision = decide(row, now)
+            next_run = decide(row, now).next_run
         except cron.CronError:
             continue
-        if decision.acts:
-            return now
-        if decision.next_run is not None:
-            times.append(decision.next_run)
+        if next_run is not None:
+            times.append(next_run)
     return min(times, default=None)
 
 

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from workerfleet.durations import DurationError, parse_duration
-from workerfleet.worker import cron
+from workerfleet.worker import cron as crontab
 
 TASK_ATTRIBUTE = "__workerfleet_task__"
 
@@ -78,7 +78,7 @@ class Schedule:
     """
 
     cron: str
-    time_zone: str = cron.DEFAULT_TIME_ZONE
+    time_zone: str = crontab.DEFAULT_TIME_ZONE
     payload: Any = None
     priority: int = 0
     max_attempts: int | None = None
@@ -105,9 +105,9 @@ def _checked_schedule(name: str | None, schedule: str | Schedule | None) -> Sche
         return None
     declared = Schedule(schedule) if isinstance(schedule, str) else schedule
     try:
-        cron.parse(declared.cron, declared.time_zone)
+        crontab.parse(declared.cron, declared.time_zone)
         declared.starting_deadline_seconds  # noqa: B018  (parsed for its error)
-    except (cron.CronError, DurationError) as exc:
+    except (crontab.CronError, DurationError) as exc:
         raise TaskDefinitionError(f"task {name!r}: schedule: {exc}") from None
     return declared
 

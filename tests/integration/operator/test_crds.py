@@ -62,6 +62,20 @@ def test_crds_are_established(crds: LocalCluster) -> None:
 def test_valid_specs_are_accepted(crds: LocalCluster, namespace: str) -> None:
     code, output = create(crds, pool(namespace))
     assert code == 0, output
+    scheduled = pool(
+        namespace,
+        schedules=[
+            {"name": "tick", "cron": "*/5 * * * *", "task": "t", "payload": {"a": [1]}},
+            {"name": "nightly", "cron": "0 3 * * MON-FRI", "task": "t", "timeZone": "Europe/Riga"},
+            {"name": "hourly", "cron": "@hourly", "task": "t", "startingDeadline": "5m"},
+        ],
+    )
+    code, output = create(crds, scheduled)
+    assert code == 0, output
+    # CEL states the shape only: a minute of 61 is the operator's to report (InvalidSpec).
+    shaped = pool(namespace, schedules=[{"name": "a", "cron": "61 * * * *", "task": "t"}])
+    code, output = create(crds, shaped)
+    assert code == 0, output
     code, output = create(crds, monitor(namespace, selector={"matchLabels": {"team": "a"}}))
     assert code == 0, output
 
@@ -126,6 +140,36 @@ INVALID_POOLS: list[tuple[str, dict[str, Any], str]] = [
         "max attempts zero",
         {"worker": {"handlers": "x", "maxAttempts": 0}},
         "spec.worker.maxAttempts",
+    ),
+    (
+        "cron of four fields",
+        {"schedules": [{"name": "a", "cron": "* * * *", "task": "t"}]},
+        "spec.schedules[0].cron",
+    ),
+    (
+        "cron macro unknown",
+        {"schedules": [{"name": "a", "cron": "@often", "task": "t"}]},
+        "spec.schedules[0].cron",
+    ),
+    (
+        "time zone shape",
+        {"schedules": [{"name": "a", "cron": "@daily", "task": "t", "timeZone": "../etc"}]},
+        "spec.schedules[0].timeZone",
+    ),
+    (
+        "duplicate schedule names",
+        {
+            "schedules": [
+                {"name": "a", "cron": "@daily", "task": "t"},
+                {"name": "a", "cron": "@hourly", "task": "u"},
+            ]
+        },
+        "spec.schedules[1]",
+    ),
+    (
+        "schedule name",
+        {"schedules": [{"name": "Nightly!", "cron": "@daily", "task": "t"}]},
+        "spec.schedules[0].name",
     ),
 ]
 

@@ -224,7 +224,7 @@ async def test_unchanged_definitions_are_not_written_again(repo: Repository) -> 
 
 
 @pytest.mark.parametrize("deadline", [None, 600.0])
-async def test_next_wake_is_the_earliest_next_run_of_the_source(
+async def test_the_next_run_time_is_the_earliest_of_the_source(
     repo: Repository, deadline: float | None
 ) -> None:
     await schedules.register(
@@ -234,10 +234,11 @@ async def test_next_wake_is_the_earliest_next_run_of_the_source(
         [
             every_minute(cron="*/5 * * * *", starting_deadline_seconds=deadline),
             every_minute(name="hourly", cron="@hourly"),
+            every_minute(name="off", suspended=True),
         ],
         T0,
     )
     rows = await repo.list_schedules(POOL)
-    assert schedules.next_wake(rows, "operator", minute(1)) == minute(5, 0)
-    assert schedules.next_wake(rows, "worker", minute(1)) is None
-    assert schedules.next_wake(rows, "operator", minute(5, 1)) == minute(5, 1)  # due now
+    assert schedules.next_run_time(rows, "operator", minute(1)) == minute(5, 0)
+    assert schedules.next_run_time(rows, "operator", minute(5, 0)) == minute(10, 0)
+    assert schedules.next_run_time(rows, "worker", minute(1)) is None
