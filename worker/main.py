@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from workerfleet.worker import config, connector, handlers, health, migrations, tasks
+from workerfleet.worker import config, connector, handlers, health, migrations, scheduler, tasks
 from workerfleet.worker.heartbeat import Heartbeat
 from workerfleet.worker.http_server import Endpoints, HealthServer
 from workerfleet.worker.listener import Listener
@@ -283,6 +283,9 @@ class WorkerProcess:
             _task(listener.run(self.side_stop), "listener"): "listener",
             _task(self._health_log(), "health-log"): "health log",
         }
+        schedules = self._scheduler(repository)
+        if schedules is not None:
+            side[_task(schedules.run(self.side_stop), "scheduler")] = "scheduler"
         fetch = _task(job_loop.fetch_until_stopped(), "fetch")
         stop_wait = _task(self.stop_requested.wait(), "stop-wait")
         done, _ = await asyncio.wait({fetch, stop_wait, *side}, return_when=asyncio.FIRST_COMPLETED)
@@ -305,6 +308,17 @@ class WorkerProcess:
         stop_wait.cancel()
         await self._drain(job_loop, repository, fetch, side)
         return exit_code
+
+    def _scheduler(self, repository: Repository) -> scheduler.WorkerScheduler | None:
+        """The scheduler side task, when the handlers module declares schedules."""
+        if not isinstance(self.handler, handlers.ModuleHandler):
+            return None
+        declared = scheduler.definitions(self.handler.registry, self.settings.queues[0])
+        if not declared:
+            return None
+        return scheduler.WorkerScheduler(
+            self.settings.dsn, self.settings.pool, repository, declared
+        )
 
     async def _drain(
         self,

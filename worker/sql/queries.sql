@@ -522,3 +522,7 @@ SELECT pg_try_advisory_lock(hashtextextended('workerfleet.schedules/' || $1, 0))
 -- schedule_lock_release --
 -- Give the scheduler lock back: $1 pool; returns whether it was held.
 SELECT pg_advisory_unlock(hashtextextended('workerfleet.schedules/' || $1, 0)) AS released;
+
+-- ping --
+-- Whether the connection still answers (a session-level lock holder checks its session); no parameters.
+SELECT true AS alive;
