@@ -88,7 +88,8 @@ def test_a_valid_pool_gives_definitions_on_its_queue() -> None:
             ),
         ),
     )
-    assert parsed.problem is None and parsed.spec is not None
+    assert parsed.problem is None
+    assert parsed.spec is not None
     tick, nightly = schedules.definitions(parsed.spec)
     assert (tick.queue, tick.time_zone, tick.payload, tick.starting_deadline_seconds) == (
         "emails",
