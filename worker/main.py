@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import importlib.metadata
 import logging
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -25,7 +26,16 @@ from typing import Any
 
 import asyncpg
 
-from workerfleet.worker import config, connector, handlers, health, migrations, scheduler, tasks
+from workerfleet.worker import (
+    config,
+    connector,
+    handlers,
+    health,
+    migrations,
+    scheduler,
+    tasks,
+    tracing,
+)
 from workerfleet.worker.heartbeat import Heartbeat
 from workerfleet.worker.http_server import Endpoints, HealthServer
 from workerfleet.worker.listener import Listener
@@ -397,7 +407,13 @@ def main() -> None:
     except (tasks.HandlerLoadError, tasks.TaskDefinitionError) as exc:
         fail_to_start(f"WORKERFLEET_HANDLERS={settings.handlers!r}: {exc}")
         return
-    raise SystemExit(run_event_loop(settings.event_loop, WorkerProcess(settings, handler).run()))
+    # After the handlers: a module that set up its own tracer provider keeps it.
+    tracer_provider = tracing.configure_from_environment(os.environ)
+    try:
+        code = run_event_loop(settings.event_loop, WorkerProcess(settings, handler).run())
+    finally:
+        tracing.shutdown(tracer_provider)
+    raise SystemExit(code)
 
 
 def run_event_loop(kind: str, coroutine: Coroutine[Any, Any, int]) -> int:

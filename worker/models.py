@@ -119,6 +119,8 @@ class EnqueueRequest:
     delay_seconds: float | None = None
     max_attempts: int | None = None
     unique_key: str | None = None
+    trace_context: Mapping[str, str] | None = None
+    """The enqueuer's trace context (W3C carrier); None: the current span's, if any."""
 
     def __post_init__(self) -> None:
         validate_queue_name(self.queue)
@@ -180,10 +182,14 @@ class Job:
     last_traceback: str | None
     result: Any
     unique_key: str | None
+    trace_context: Any = None
+    """The enqueuer's trace context (a W3C carrier such as {"traceparent": ...}), or None."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return _from_row(cls, row)
+        values = {f.name: row[f.name] for f in fields(cls) if f.name != "trace_context"}
+        # Optional: rows of a schema before migration 0021 have no such column.
+        return cls(**values, trace_context=row.get("trace_context"))
 
     @property
     def ref(self) -> JobRef:

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from workerfleet.worker import models
+from workerfleet.worker import models, tracing
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import (
     EnqueueRequest,
@@ -298,6 +298,8 @@ class Repository:
         """
         if not requests:
             return []
+        current = tracing.current_carrier()  # None (and free) unless tracing is in use
+        traces = [_encode(r.trace_context or current) for r in requests]
         if len(requests) == 1 and requests[0].unique_key is None:
             # Most enqueues are one job: a VALUES insert costs half the unnest path.
             one = requests[0]
@@ -310,6 +312,7 @@ class Repository:
                 one.run_at,
                 one.max_attempts,
                 one.delay_seconds,
+                traces[0],
             )
             assert row is not None  # an INSERT ... RETURNING always returns its row
             return [int(row["id"])]
@@ -323,6 +326,7 @@ class Repository:
                 [r.run_at for r in requests],
                 [r.max_attempts for r in requests],
                 [r.delay_seconds for r in requests],
+                traces,
             )
             return [int(row["id"]) for row in rows]
         rows = await self.connector.fetch(
@@ -335,6 +339,7 @@ class Repository:
             [r.max_attempts for r in requests],
             [r.unique_key for r in requests],
             [r.delay_seconds for r in requests],
+            traces,
         )
         return [int(row["id"]) for row in rows]
 

@@ -23,31 +23,36 @@ SELECT version FROM workerfleet.schema_migrations ORDER BY version;
 INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
 
 -- enqueue_many --
--- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds, $9 trace contexts (JSON text); returns one id per element, in order.
 SELECT workerfleet.enqueue(
     r.queue, r.task, r.payload::jsonb, r.priority,
     coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
-    r.max_attempts, r.unique_key
+    r.max_attempts, r.unique_key, r.trace_context::jsonb
 ) AS id
 FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
-    $6::integer[], $7::text[], $8::float8[]
+    $6::integer[], $7::text[], $8::float8[], $9::text[]
 ) WITH ORDINALITY AS r(
-    queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds, ord
+    queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds,
+    trace_context, ord
 )
 ORDER BY r.ord;
 
 -- enqueue_many_plain --
--- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 delays_seconds; returns the ids, ascending = the order given.
+-- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 delays_seconds, $8 trace contexts (JSON text); returns the ids, ascending = the order given.
 WITH inserted AS (
-    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    INSERT INTO workerfleet.jobs (
+        queue, task, payload, priority, run_at, max_attempts, trace_context
+    )
     SELECT r.queue, r.task, r.payload::jsonb, coalesce(r.priority, 0),
         coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds), now()),
-        r.max_attempts
+        r.max_attempts, r.trace_context::jsonb
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
-        $6::integer[], $7::float8[]
-    ) WITH ORDINALITY AS r(queue, task, payload, priority, run_at, max_attempts, delay_seconds, ord)
+        $6::integer[], $7::float8[], $8::text[]
+    ) WITH ORDINALITY AS r(
+        queue, task, payload, priority, run_at, max_attempts, delay_seconds, trace_context, ord
+    )
     ORDER BY r.ord
     RETURNING id, queue, run_at
 ), woken AS (
@@ -57,13 +62,15 @@ WITH inserted AS (
 SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
 -- enqueue_one --
--- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 delay_seconds; returns id.
+-- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 delay_seconds, $8 trace context (JSON text); returns id.
 WITH inserted AS (
-    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    INSERT INTO workerfleet.jobs (
+        queue, task, payload, priority, run_at, max_attempts, trace_context
+    )
     VALUES (
         $1, $2, $3::text::jsonb, coalesce($4::integer, 0),
         coalesce($5::timestamptz, now() + make_interval(secs => $7::float8), now()),
-        $6::integer
+        $6::integer, $8::text::jsonb
     )
     RETURNING id, queue, run_at
 )
@@ -398,11 +405,11 @@ WHERE ($1::text IS NULL OR pool = $1)
 ORDER BY pool, started_at, id;
 
 -- enqueue_on_connection --
--- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 unique_key, $8 delay_seconds; returns id.
+-- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 unique_key, $8 delay_seconds, $9 trace context as JSON text; returns id.
 SELECT workerfleet.enqueue(
     $1::text, $2::text, $3::text::jsonb, $4::integer,
     coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
-    $6::integer, $7::text
+    $6::integer, $7::text, $9::text::jsonb
 ) AS id;
 
 -- schedules_register --

@@ -34,6 +34,8 @@ CREATE TABLE workerfleet.jobs (
     last_traceback text,
     result jsonb,
     unique_key text,
+    -- The enqueuer's trace context (a W3C carrier), continued by the worker.
+    trace_context jsonb,
     -- A running job always has a holder and a lease: fencing and recovery rely on it.
     CONSTRAINT jobs_running_is_leased
         CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)),
@@ -85,6 +87,8 @@ CREATE INDEX workers_pool_idx ON workerfleet.workers (pool);
 -- NULL for an optional argument means its default; a NULL max_attempts is filled in
 -- by the worker that first claims the job (its WORKERFLEET_MAX_ATTEMPTS). Returns the
 -- job id; with a unique_key that is already pending or running, the id of that job instead.
+-- trace_context is the enqueuer's trace context (a W3C carrier such as
+-- {"traceparent": "00-..."}), which the worker continues (see worker/tracing.py).
 CREATE FUNCTION workerfleet.enqueue(
     queue text,
     task text,
@@ -92,7 +96,8 @@ CREATE FUNCTION workerfleet.enqueue(
     priority integer DEFAULT 0,
     run_at timestamptz DEFAULT NULL,
     max_attempts integer DEFAULT NULL,
-    unique_key text DEFAULT NULL
+    unique_key text DEFAULT NULL,
+    trace_context jsonb DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -115,10 +120,10 @@ BEGIN
     -- look-up; then the key is free again and the next round inserts.
     LOOP
         INSERT INTO workerfleet.jobs AS j
-            (queue, task, payload, priority, run_at, max_attempts, unique_key)
+            (queue, task, payload, priority, run_at, max_attempts, unique_key, trace_context)
         VALUES (
             enqueue.queue, enqueue.task, enqueue.payload, coalesce(enqueue.priority, 0),
-            effective_run_at, enqueue.max_attempts, enqueue.unique_key
+            effective_run_at, enqueue.max_attempts, enqueue.unique_key, enqueue.trace_context
         )
         ON CONFLICT (queue, unique_key)
             WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')

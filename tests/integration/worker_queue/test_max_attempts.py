@@ -76,7 +76,7 @@ async def test_jobs_enqueued_before_the_migration_keep_their_max_attempts(
                 await connection.execute(migration.sql)
                 await connection.execute(QUERIES["migrations_record"], migration.version)
             old_id = await connection.fetchval("SELECT workerfleet.enqueue('q', 't')")
-        assert await migrations.migrate(connector) == ["0004"]
+        assert (await migrations.migrate(connector))[0] == "0004"  # and any later ones
         repo = Repository(connector)
         old = await repo.get_job(old_id)
         assert old is not None
