@@ -87,7 +87,7 @@ async def run_worker(
 
 def job_spans() -> list[ReadableSpan]:
     found = [s for s in EXPORTER.get_finished_spans() if s.name.startswith("job ")]
-    return sorted(found, key=lambda s: (s.attributes or {}).get("job.attempt", 0))
+    return sorted(found, key=lambda s: int(str((s.attributes or {}).get("job.attempt", 0))))
 
 
 async def finished(repo: Repository, *job_ids: int) -> bool:
