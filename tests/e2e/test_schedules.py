@@ -34,11 +34,13 @@ from tests.loopback_servers import (
 )
 from tests.operator_support import (
     apply,
+    condition,
     events,
     pool_status,
     prepare_queue,
     ready_pods,
     secret,
+    workerpool,
 )
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import Job, ScheduleRow, ScheduleRun
@@ -237,3 +239,30 @@ def test_the_monitoring_example_runs_every_minute_once_and_tells_a_missed_run(
     finally:
         code = restarted.stop()
         print(f"--- restarted operator log (exit {code}) ---\n{restarted.logs()[-20000:]}")
+
+
+def test_a_cron_the_api_server_admits_but_cannot_run_is_reported_naming_the_field(
+    crds: LocalCluster, namespace: str, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    # CEL checks the shape only (five fields); the operator's full check finds the minute.
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    manifest = workerpool(
+        POOL,
+        namespace,
+        "monitoring",
+        schedules=[{"name": "http-check", "cron": "61 * * * *", "task": "http_check"}],
+    )
+    apply(crds, manifest)
+    status = wait_for(
+        "Degraded=True InvalidSpec",
+        lambda: (
+            (s := pool_status(crds, namespace, POOL))
+            and condition(s, "Degraded").get("reason") == "InvalidSpec"
+            and s
+        ),
+        timeout=30,
+    )
+    assert condition(status, "Degraded")["message"] == (
+        "spec.schedules[0].cron: '61 * * * *': the minute field is not valid (it takes 0-59)"
+    )
+    assert status["health"] == "InvalidSpec"
