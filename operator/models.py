@@ -34,7 +34,14 @@ from workerfleet.operator import reasons
 from workerfleet.worker import config as worker_config
 from workerfleet.worker import cron as crontab
 from workerfleet.worker import retry
-from workerfleet.worker.models import INT4_MAX, INT4_MIN, QUEUE_NAME_PATTERN, TASK_NAME_MAX_CHARS
+from workerfleet.worker.models import (
+    INT4_MAX,
+    INT4_MIN,
+    QUEUE_NAME_PATTERN,
+    TASK_NAME_MAX_CHARS,
+    InvalidJobError,
+    validate_starting_deadline,
+)
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -513,8 +520,8 @@ class Schedule(ApiModel):
     """Attempts of each run's job (default: the pool's spec.worker.maxAttempts)."""
     starting_deadline: Duration | None = None
     """How late a missed run may still be enqueued (when the operator was not running at its \
-time); older missed runs are skipped and counted. Unset: the latest missed run is always \
-enqueued, once."""
+time), at least 10s; older missed runs are skipped and counted. Unset: the latest missed run \
+is always enqueued, once."""
     suspend: bool = False
     """Enqueue no runs while true; runs that fall meanwhile are neither enqueued nor missed."""
 
@@ -534,6 +541,16 @@ enqueued, once."""
             crontab.time_zone(value)
         except crontab.CronError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("starting_deadline")
+    @classmethod
+    def _deadline_long_enough(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_starting_deadline(parse_duration(value))
+            except InvalidJobError as error:
+                raise ValueError(str(error).split(": ", 1)[1]) from None
         return value
 
     @property

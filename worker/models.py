@@ -288,6 +288,22 @@ def sort_claimed(jobs: Sequence[Job]) -> list[Job]:
 
 
 SCHEDULE_SOURCES: Final = ("operator", "worker")
+# A scheduler acts within milliseconds of a run's time, but a busy one may be a few
+# seconds late: a shorter deadline would skip runs nobody missed (CronJob warns alike).
+MIN_STARTING_DEADLINE_SECONDS: Final = 10.0
+
+
+def validate_starting_deadline(seconds: float, field: str = "starting_deadline") -> float:
+    validate_seconds(seconds, field)
+    if seconds < MIN_STARTING_DEADLINE_SECONDS:
+        raise InvalidJobError(
+            field,
+            f"must be at least {MIN_STARTING_DEADLINE_SECONDS:g}s, got {seconds:g}s: a "
+            "scheduler may be a few seconds late, and a shorter deadline skips runs",
+        )
+    return seconds
+
+
 ScheduleSource = Literal["operator", "worker"]
 
 
@@ -368,7 +384,7 @@ class ScheduleDefinition:
         if self.max_attempts is not None:
             validate_max_attempts(self.max_attempts)
         if self.starting_deadline_seconds is not None:
-            validate_seconds(self.starting_deadline_seconds, "starting_deadline_seconds")
+            validate_starting_deadline(self.starting_deadline_seconds, "starting_deadline_seconds")
         try:
             cron.parse(self.cron, "UTC")
         except cron.CronError as error:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from workerfleet.durations import DurationError, parse_duration
 from workerfleet.worker import cron as crontab
+from workerfleet.worker import models
 
 TASK_ATTRIBUTE = "__workerfleet_task__"
 
@@ -106,8 +107,10 @@ def _checked_schedule(name: str | None, schedule: str | Schedule | None) -> Sche
     declared = Schedule(schedule) if isinstance(schedule, str) else schedule
     try:
         crontab.parse(declared.cron, declared.time_zone)
-        declared.starting_deadline_seconds  # noqa: B018  (parsed for its error)
-    except (crontab.CronError, DurationError) as exc:
+        deadline = declared.starting_deadline_seconds
+        if deadline is not None:
+            models.validate_starting_deadline(deadline)
+    except (crontab.CronError, DurationError, models.InvalidJobError) as exc:
         raise TaskDefinitionError(f"task {name!r}: schedule: {exc}") from None
     return declared
 

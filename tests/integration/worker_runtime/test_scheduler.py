@@ -71,6 +71,8 @@ def test_a_bad_schedule_fails_at_declaration_naming_the_task() -> None:
         tasks.task("x", schedule=tasks.Schedule("@daily", time_zone="Mars/Base"))
     with pytest.raises(tasks.TaskDefinitionError, match=r"task 'x': schedule: "):
         tasks.task("x", schedule=tasks.Schedule("@daily", starting_deadline="soon"))
+    with pytest.raises(tasks.TaskDefinitionError, match="must be at least 10s, got 3s"):
+        tasks.task("x", schedule=tasks.Schedule("@daily", starting_deadline=3))
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def problem(*entries: dict[str, Any]) -> str | None:
         (schedule(timeZone="Mars/Base"), "spec.schedules[0].timeZone", "unknown time zone"),
         (schedule(timeZone="../x"), "spec.schedules[0].timeZone", "not an IANA time zone"),
         (schedule(startingDeadline="soon"), "spec.schedules[0].startingDeadline", "pattern"),
+        (schedule(startingDeadline="5s"), "spec.schedules[0].startingDeadline", "at least 10s"),
         (schedule(name="Tick!"), "spec.schedules[0].name", "pattern"),
         (schedule(maxAttempts=0), "spec.schedules[0].maxAttempts", "greater than or equal"),
     ],
