@@ -12,6 +12,7 @@ reads the same rows (``pool_sync.read_schedules``) with the rest of its status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from workerfleet.worker.repository import Repository
 SPEC_CHECK_SECONDS = 1.0
 RETRY_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 10.0
+DELETED_FLAG = "pool_deleted"
 # A database without the schedules table yet (its workers run an older version).
 DATABASE_ERRORS = (*connector.TRANSIENT_ERRORS, asyncpg.PostgresError)
 
@@ -164,6 +166,23 @@ class PoolScheduler:
             )
 
 
+def pool_deleted(memo: Any) -> bool:
+    return bool(memo.get(DELETED_FLAG))
+
+
+@kopf.on.event(*WORKERPOOLS)
+def pool_gone(event: Mapping[str, Any], memo: Any, **_: Any) -> None:
+    """Tell the pool's daemon that the pool is gone.
+
+    kopf stops a daemon when it sees the object's deletionTimestamp, but a pool
+    deleted without finalizers (the operator sets none) arrives as a DELETED
+    event without one, and the daemon would run on. The per-object memo is the
+    one the daemon was given.
+    """
+    if event.get("type") == "DELETED":
+        memo[DELETED_FLAG] = True
+
+
 def sleep_seconds(wake_at: datetime | None, now: datetime) -> float:
     """Until ``wake_at``, but no longer than SPEC_CHECK_SECONDS (pure)."""
     if wake_at is None:
@@ -171,17 +190,26 @@ def sleep_seconds(wake_at: datetime | None, now: datetime) -> float:
     return max(0.0, min(SPEC_CHECK_SECONDS, (wake_at - now).total_seconds()))
 
 
-@kopf.daemon(*WORKERPOOLS, cancellation_timeout=STOP_TIMEOUT_SECONDS)
+# A daemon told to stop gets STOP_TIMEOUT_SECONDS to finish (a deleted pool's clean-up
+# talks to its database) before kopf cancels it.
+@kopf.daemon(
+    *WORKERPOOLS,
+    cancellation_backoff=STOP_TIMEOUT_SECONDS,
+    cancellation_timeout=STOP_TIMEOUT_SECONDS,
+)
 async def pool_schedules(
     stopped: Any, body: Any, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
     scheduler = PoolScheduler(runtime_of(memo), body, in_namespace(namespace), name)
-    while not stopped:
+    while not stopped and not pool_deleted(memo):
         try:
             delay = await scheduler.step(datetime.now(UTC))
         except Exception:  # the daemon outlives any one bad step
             log.exception("schedules step failed", extra={"pool": scheduler.pool})
             delay = RETRY_SECONDS
         await stopped.wait(delay)
-    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+    deleted = stopped.reason is not None and bool(
+        stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED
+    )
+    if deleted or pool_deleted(memo):
         await scheduler.forget()

@@ -2,7 +2,8 @@
 schedules enqueue seed 002's HTTP and SSL-expiry checks every minute, run by its worker
 against loopback servers (TLS with a certificate made here). Then the operator is stopped
 across a run: at its restart the run past startingDeadline is skipped, counted and told
-as an Event, the other schedule's run is enqueued late, once.
+as an Event, the other schedule's run is enqueued late, once. Deleting the pool removes
+its schedules from the database.
 
 Each run's enqueue lag (scheduled time to the job's insertion, by the database's clock) is
 printed for the record, not asserted."""
@@ -236,6 +237,14 @@ def test_the_monitoring_example_runs_every_minute_once_and_tells_a_missed_run(
         )
         assert counted["http-check"]["lastMissedTime"] == f"{missed_time:%Y-%m-%dT%H:%M:%SZ}"
         assert counted["ssl-expiry"]["missedRuns"] == 0
+
+        # A deleted pool's schedules leave the database with it.
+        crds.kubectl("delete", "workerpool", POOL, "-n", namespace, "--wait=true", timeout=60)
+        wait_for(
+            "the deleted pool's schedules to be removed",
+            lambda: schedule_rows(postgres_dsn, namespace) == {},
+            timeout=30,
+        )
     finally:
         code = restarted.stop()
         print(f"--- restarted operator log (exit {code}) ---\n{restarted.logs()[-20000:]}")

@@ -11,9 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from localcluster.loopback import free_port
 from localcluster.waiting import wait_for_async
-from workerfleet.worker import scheduler, tasks
+from workerfleet.worker import config, handlers, scheduler, tasks
 from workerfleet.worker.connector import Connector
+from workerfleet.worker.main import WorkerProcess
+from workerfleet.worker.models import ScheduleRow
 from workerfleet.worker.repository import Repository
 
 POOL = "reports"
@@ -141,3 +144,42 @@ async def test_one_worker_leads_each_run_is_enqueued_once_and_another_takes_over
 
 async def _count_at_least(repository: Repository, count: int) -> bool:
     return len(await repository.list_jobs(task="tick")) >= count
+
+
+async def test_a_worker_whose_module_declares_schedules_registers_them(
+    queue_dsn: str, repository: Repository
+) -> None:
+    settings = config.load_settings(
+        {
+            "WORKERFLEET_DSN": queue_dsn,
+            "WORKERFLEET_QUEUES": "reports,other",
+            "WORKERFLEET_POOL": POOL,
+            "WORKERFLEET_HANDLERS": "tests.scheduled",
+            "WORKERFLEET_HEALTH_HOST": "127.0.0.1",
+            "WORKERFLEET_HEALTH_PORT": str(free_port()),
+            "WORKERFLEET_EVENT_LOOP": "asyncio",
+        }
+    )
+    registry = tasks.TaskRegistry(
+        [getattr(f, tasks.TASK_ATTRIBUTE) for f in (tick, report, unscheduled)]
+    )
+    process = WorkerProcess(settings, handlers.ModuleHandler(registry, "scheduled tasks"))
+    running = asyncio.create_task(process.run())
+    try:
+        rows = await wait_for_async(
+            "the worker to register its schedules",
+            lambda: _rows_when(repository, 2),
+            timeout=30,
+        )
+    finally:
+        process.request_stop()
+        assert await running == 0
+    assert {(r.name, r.source, r.queue) for r in rows} == {
+        ("report", "worker", "reports"),
+        ("tick", "worker", "reports"),
+    }
+
+
+async def _rows_when(repository: Repository, count: int) -> list[ScheduleRow] | None:
+    rows = await repository.list_schedules(POOL)
+    return rows if len(rows) == count else None
