@@ -35,6 +35,7 @@ from kubernetes.config import ConfigException
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
 from workerfleet.operator import health, health_check, kopf_glue, metrics, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
+from workerfleet.operator import schedule_daemon as _schedules  # noqa: F401  (registers handlers)
 from workerfleet.operator.kube import api_client
 from workerfleet.operator.leadership import ApiLeaseStore, Leadership, own_namespace
 from workerfleet.operator.runtime import Runtime

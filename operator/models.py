@@ -34,8 +34,17 @@ from pydantic_core import PydanticCustomError
 from workerfleet.durations import DURATION_PATTERN, format_duration, parse_duration
 from workerfleet.operator import grammars, reasons
 from workerfleet.worker import config as worker_config
+from workerfleet.worker import cron as crontab
 from workerfleet.worker import retry
-from workerfleet.worker.models import FAILURE_HISTORY_MINUTES, QUEUE_NAME_PATTERN
+from workerfleet.worker.models import (
+    FAILURE_HISTORY_MINUTES,
+    INT4_MAX,
+    INT4_MIN,
+    QUEUE_NAME_PATTERN,
+    TASK_NAME_MAX_CHARS,
+    InvalidJobError,
+    validate_starting_deadline,
+)
 
 GROUP = "workerfleet.dev"
 VERSION = "v1alpha1"
@@ -67,6 +76,8 @@ QUANTITY_PATTERN = (
 )
 PERCENT_STEP_PATTERN = r"^[1-9][0-9]{0,3}%$"
 MIN_POLL_SECONDS = 1.0
+MAX_SCHEDULES = 50
+SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 # The worker's variables, set by the operator from the spec; a user's env entry may not
 # shadow them.
@@ -699,6 +710,91 @@ class Metrics(ApiModel):
     """Create a ClusterIP Service named <pool>-metrics for Prometheus to scrape."""
 
 
+class Schedule(ApiModel):
+    """A job enqueued on the pool's queue at every time a cron expression names.
+
+    The operator enqueues each run once (a run is keyed by pool, schedule name
+    and scheduled time in the database, so a restart, a second operator or a
+    clock step never enqueues it twice), within a second of its time. Runs
+    missed while no operator ran are handled like a CronJob's: the latest one
+    is enqueued when it is still within `startingDeadline`, the others are
+    skipped and counted (status.schedules[].missedRuns, and a MissedSchedule
+    Event). spec.paused leaves the schedules running; `suspend` stops one.
+    """
+
+    cel_rules = (
+        Rule(
+            f"self.cron.matches('{crontab.CRON_SHAPE_PATTERN}')",
+            "cron must be five fields (minute hour day-of-month month day-of-week, such as "
+            f"'*/5 * * * *') or one of {', '.join(crontab.MACROS)}",
+            lambda s: _matches(crontab.CRON_SHAPE_PATTERN, s.cron),
+            ".cron",
+        ),
+        Rule(
+            f"self.timeZone.matches('{crontab.TIME_ZONE_PATTERN}')",
+            "timeZone must be an IANA time zone name, such as UTC or Europe/Riga",
+            lambda s: _matches(crontab.TIME_ZONE_PATTERN, s.time_zone),
+            ".timeZone",
+        ),
+    )
+
+    name: str = Field(pattern=SCHEDULE_NAME_PATTERN, max_length=63)
+    """Names the schedule in status and in the database (lower-case letters, digits, '-')."""
+    cron: str = Field(min_length=1, max_length=crontab.CRON_MAX_LENGTH)
+    """When to run: five cron fields (minute hour day-of-month month day-of-week, such as \
+'*/5 * * * *' or '0 9 * * MON-FRI') or a macro (@hourly, @daily, @weekly, @monthly, @yearly)."""
+    time_zone: str = Field(
+        crontab.DEFAULT_TIME_ZONE, min_length=1, max_length=crontab.TIME_ZONE_MAX_LENGTH
+    )
+    """IANA time zone the cron fields are read in (such as Europe/Riga)."""
+    task: str = Field(min_length=1, max_length=TASK_NAME_MAX_CHARS)
+    """The task (handler name) each run enqueues."""
+    payload: PreservedObject | None = None
+    """The JSON object each run's job carries (default: none)."""
+    priority: int = Field(0, ge=INT4_MIN, le=INT4_MAX)
+    """Priority of each run's job (higher runs first)."""
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS)
+    """Attempts of each run's job (default: the pool's spec.worker.maxAttempts)."""
+    starting_deadline: Duration | None = None
+    """How late a missed run may still be enqueued (when the operator was not running at its \
+time), at least 10s; older missed runs are skipped and counted. Unset: the latest missed run \
+is always enqueued, once."""
+    suspend: bool = False
+    """Enqueue no runs while true; runs that fall meanwhile are neither enqueued nor missed."""
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        try:
+            crontab.parse(value)
+        except crontab.CronError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_exists(cls, value: str) -> str:
+        try:
+            crontab.time_zone(value)
+        except crontab.CronError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("starting_deadline")
+    @classmethod
+    def _deadline_long_enough(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_starting_deadline(parse_duration(value))
+            except InvalidJobError as error:
+                raise ValueError(str(error).split(": ", 1)[1]) from None
+        return value
+
+    @property
+    def starting_deadline_seconds(self) -> float | None:
+        return _seconds(self.starting_deadline)
+
+
 class WorkerPoolSpec(ApiModel):
     """A fleet of workers draining one queue."""
 
@@ -732,6 +828,25 @@ class WorkerPoolSpec(ApiModel):
     template: PodTemplateOverrides = nested(PodTemplateOverrides)
     paused: bool = False
     """Leave the Deployment alone (no reconciling, no scaling) while true."""
+    schedules: list[Schedule] = Field(
+        default_factory=list,
+        max_length=MAX_SCHEDULES,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Jobs enqueued on the pool's queue at the times cron expressions name."""
+
+    @model_validator(mode="after")
+    def _schedule_names_unique(self) -> WorkerPoolSpec:
+        # The API server refuses duplicates by the list's map key; the same here.
+        seen: dict[str, int] = {}
+        for index, schedule in enumerate(self.schedules):
+            first = seen.setdefault(schedule.name, index)
+            if first != index:
+                raise ValueError(
+                    f"schedules[{index}].name {schedule.name!r} is also the name of "
+                    f"schedules[{first}]: schedule names must be unique"
+                )
+        return self
 
     @field_validator("env")
     @classmethod
@@ -817,6 +932,24 @@ at 10 per worker, capped by max 20")."""
 Health = Annotated[str, WithJsonSchema({"type": "string", "enum": list(reasons.HEALTH_WORDS)})]
 
 
+class ScheduleStatus(StatusModel):
+    """One of spec.schedules as the database records it."""
+
+    name: str = Field(max_length=200)
+    suspended: bool | None = None
+    last_schedule_time: Timestamp | None = None
+    """Scheduled time of the last run enqueued."""
+    last_job_id: int | None = None
+    """The job of the last run."""
+    last_job_state: str | None = Field(None, max_length=16)
+    """That job's state (pending, running, succeeded, dead, cancelled; pruned once deleted)."""
+    next_run_time: Timestamp | None = None
+    missed_runs: int | None = None
+    """Runs skipped, since the schedule was created: runs that fell while no scheduler ran \
+(all but the latest, and that one too when past startingDeadline)."""
+    last_missed_time: Timestamp | None = None
+
+
 class WorkerPoolStatus(StatusModel):
     """What the operator observed; written only by the operator."""
 
@@ -836,6 +969,8 @@ class WorkerPoolStatus(StatusModel):
     last_scale_time: Timestamp | None = None
     """When the operator last changed the Deployment's replicas."""
     scaling: ScalingStatus | None = None
+    schedules: list[ScheduleStatus] | None = Field(None, max_length=MAX_SCHEDULES * 2)
+    """spec.schedules: each one's last run, its job, next run and missed runs."""
     conditions: ConditionList | None = None
 
 

@@ -1,7 +1,7 @@
 """One sync of one WorkerPool, as a chain of named steps.
 
-    parse -> read queue -> decide replicas -> shrink safely -> apply children
-          -> record the scale -> observe -> report
+    parse -> read queue -> read schedules -> decide replicas -> shrink safely
+          -> apply children -> record the scale -> observe -> report
 
 Each step is a small function of what the steps before it produced, in the
 style of CloudNativePG's reconciler: the decisions (``validation``,
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+import asyncpg
 
 from workerfleet.operator import (
     builders,
@@ -36,6 +38,7 @@ from workerfleet.operator import (
     reasons,
     rollup,
     scaling,
+    schedules,
     validation,
 )
 from workerfleet.operator.errors import ApplyError, QueueAccessError
@@ -44,7 +47,8 @@ from workerfleet.operator.rollup import Observation, QueueProblem, QueueReading
 from workerfleet.operator.runtime import PoolScaling, PoolState, Runtime
 from workerfleet.operator.scaling_status import ScalingReport
 from workerfleet.operator.views import DeploymentView, PodView, ServiceView
-from workerfleet.worker.models import QueueStats, WorkerStats
+from workerfleet.worker import connector
+from workerfleet.worker.models import QueueStats, ScheduleRow, WorkerStats
 
 QueueSeen = QueueReading | QueueProblem | None
 """What the queue step found; None when the spec is invalid and the queue was not read."""
@@ -174,7 +178,8 @@ async def sync_pool(
         if call.patch is None:
             call.runtime.child_changed(call.namespace, call.name)  # the status, soon
             return applied.spec_problem
-        report(call, observe(call, parsed, queue, replicas, applied, decided))
+        scheduled = await read_schedules(call, parsed.spec)
+        report(call, observe(call, parsed, queue, replicas, applied, decided, scheduled))
         return applied.spec_problem
 
 
@@ -230,6 +235,24 @@ def evaluation_due(
     if trigger != "status" or state.decision is None or state.evaluated_at is None:
         return True
     return now - state.evaluated_at >= poll_seconds or readable != state.read_queue
+
+
+async def read_schedules(
+    call: PoolCall, spec: models.WorkerPoolSpec | None
+) -> Sequence[ScheduleRow] | None:
+    """The pool's schedules as the database records them (the schedule daemon writes
+    them); None when unknown, and the status keeps what it said."""
+    if spec is None:
+        return None
+    if not spec.schedules and not (call.body.get("status") or {}).get("schedules"):
+        return ()
+    ref = spec.database.secret_ref
+    try:
+        dsn = await call.runtime.secrets.dsn(call.namespace, ref.name, ref.key)
+        repository = await call.runtime.inspector.repository(dsn)
+        return await repository.list_schedules(call.pool_key)
+    except (QueueAccessError, *connector.TRANSIENT_ERRORS, asyncpg.PostgresError):
+        return None  # QueueReachable tells what is wrong with the database
 
 
 def decide_replicas(
@@ -375,6 +398,7 @@ def observe(
     desired: int | None,
     applied: Applied,
     decided: Decided | None = None,
+    scheduled: Sequence[ScheduleRow] | None = None,
 ) -> Observation:
     """Everything the status is made of, gathered at one instant."""
     pods = call.pods()
@@ -406,6 +430,7 @@ def observe(
         apply_problem=applied.apply_problem,
         scaling=scaling_report,
         last_scale_time=call.state.scaling.last_scale_at,
+        schedules="unknown" if scheduled is None else schedules.status_section(scheduled, now),
     )
 
 

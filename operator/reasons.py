@@ -138,3 +138,5 @@ WEBHOOK_URL_INVALID = "WebhookURLInvalid"
 # -- incident Events ------------------------------------------------------------------------------
 EVENT_INCIDENT_FIRING = "IncidentFiring"
 EVENT_INCIDENT_RESOLVED = "IncidentResolved"
+EVENT_MISSED_SCHEDULE = "MissedSchedule"
+EVENT_SCHEDULE_CONFLICT = "ScheduleConflict"

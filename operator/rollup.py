@@ -75,6 +75,8 @@ class Observation:
     """The last scaling decision (None: the conditions it feeds are left as they were)."""
     last_scale_time: datetime | None = None
     """When the operator last changed the Deployment's replicas (None: not this process)."""
+    schedules: list[dict[str, Any]] | Literal["unknown"] | None = "unknown"
+    """status.schedules (None: the pool has none; "unknown": not read, keep the last)."""
 
 
 @dataclass(frozen=True)
@@ -295,8 +297,11 @@ def rollup(obs: Observation) -> Rollup:
         status["lastScaleTime"] = (
             conditions.rfc3339(obs.now) if scaled else previous.get("lastScaleTime")
         )
+    status["schedules"] = previous.get("schedules") if obs.schedules == "unknown" else obs.schedules
     status = {k: v for k, v in status.items() if v is not None}
-    changed = any(previous.get(key) != value for key, value in status.items())
+    changed = any(previous.get(key) != value for key, value in status.items()) or (
+        "schedules" not in status and previous.get("schedules") is not None
+    )
     events = events_for(conditions.transitions(previous.get("conditions"), merged))
     return Rollup(status=status, events=events, changed=changed)
 

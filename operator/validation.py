@@ -44,5 +44,5 @@ def describe_validation_error(error: pydantic.ValidationError) -> str:
             where += f"[{part}]" if isinstance(part, int) else f".{part}"
         if item["type"] == models.RULE_ERROR:
             where += str((item.get("ctx") or {}).get("field", ""))
-        messages.append(f"{where}: {item['msg']}")
+        messages.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(messages)

@@ -34,6 +34,7 @@ from workerfleet.worker.cli_commands import (
     cmd_migrate,
     cmd_recount,
     cmd_recover,
+    cmd_schedules_list,
     cmd_stats,
     cmd_workers_list,
 )
@@ -171,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker_list.add_argument("--pool")
     worker_list.add_argument("--json", action="store_true")
     worker_list.set_defaults(handler=cmd_workers_list)
+
+    schedules = commands.add_parser("schedules", help="periodic jobs and their next runs")
+    schedule_commands = schedules.add_subparsers(
+        dest="schedules_command", required=True, metavar="ACTION"
+    )
+    schedule_list = schedule_commands.add_parser(
+        "list",
+        help="every schedule of the database (WorkerPools' spec.schedules and @task(schedule=...)"
+        " of handlers modules), its next and last run",
+    )
+    schedule_list.add_argument("--pool", help="only this pool (namespace/name for WorkerPools)")
+    schedule_list.add_argument("--json", action="store_true")
+    schedule_list.set_defaults(handler=cmd_schedules_list)
 
     recover = commands.add_parser(
         "recover", help="once: mark silent workers dead, release their jobs, rescue expired leases"

@@ -25,6 +25,8 @@ from workerfleet.worker.cli_format import (
     drift_table,
     job_details,
     jobs_table,
+    schedules_json,
+    schedules_table,
     stats_table,
     to_json,
     worker_stats_table,
@@ -255,4 +257,11 @@ async def cmd_recover(args: argparse.Namespace, repo: Repository, out: TextIO) -
         f"dead-lettered {rescued.dead}",
         file=out,
     )
+    return EXIT_OK
+
+
+async def cmd_schedules_list(args: argparse.Namespace, repo: Repository, out: TextIO) -> int:
+    rows = await repo.list_schedules(args.pool)
+    now = datetime.now(UTC)
+    print(schedules_json(rows, now) if args.json else schedules_table(rows, now), file=out)
     return EXIT_OK

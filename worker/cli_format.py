@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from workerfleet.durations import format_duration
-from workerfleet.worker.models import CountDrift, Job, QueueStats, WorkerRow, WorkerStats
+from workerfleet.worker import cron, schedules
+from workerfleet.worker.models import (
+    CountDrift,
+    Job,
+    QueueStats,
+    ScheduleRow,
+    WorkerRow,
+    WorkerStats,
+)
 
 ERROR_COLUMN_MAX_CHARS = 60
 
@@ -124,6 +132,53 @@ def workers_table(workers: Sequence[WorkerRow], now: datetime) -> str:
         for worker in workers
     ]
     return render_table(headers, rows) if rows else "no workers"
+
+
+def next_run(row: ScheduleRow, now: datetime) -> datetime | None:
+    """When ``row`` runs next, by its cron expression (None: suspended or unreadable)."""
+    try:
+        return schedules.decide(row, now).next_run
+    except cron.CronError:
+        return None
+
+
+def _moment(value: datetime | None, now: datetime) -> str | None:
+    if value is None:
+        return None
+    seconds = (value - now).total_seconds()
+    relative = f"in {format_age(seconds)}" if seconds >= 0 else f"{format_age(-seconds)} ago"
+    return f"{value.isoformat(timespec='seconds')} ({relative})"
+
+
+def schedules_table(rows: Sequence[ScheduleRow], now: datetime) -> str:
+    headers = ["POOL", "NAME", "SOURCE", "SCHEDULE", "TASK", "QUEUE", "NEXT RUN", "LAST RUN"]
+    headers += ["LAST JOB", "MISSED"]
+    table = []
+    for row in rows:
+        last_job = None
+        if row.last_job_id is not None:
+            last_job = f"{row.last_job_id} {row.last_job_state or 'pruned'}"
+        coming = "suspended" if row.suspended else _moment(next_run(row, now), now)
+        table.append(
+            [
+                row.pool,
+                row.name,
+                row.source,
+                f"{row.cron} {row.time_zone}",
+                row.task,
+                row.queue,
+                coming,
+                _moment(row.last_scheduled_at, now),
+                last_job,
+                row.missed_runs,
+            ]
+        )
+    return render_table(headers, table) if table else "no schedules"
+
+
+def schedules_json(rows: Sequence[ScheduleRow], now: datetime) -> str:
+    documents = [{**dataclasses.asdict(row), "next_run": next_run(row, now)} for row in rows]
+    return json.dumps(documents, default=_json_default, sort_keys=True)
 
 
 def max_attempts_text(job: Job) -> str:

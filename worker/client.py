@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from workerfleet.durations import DurationError, parse_duration
+from workerfleet.worker import tracing
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import EnqueueRequest, InvalidJobError
 from workerfleet.worker.queries import QUERIES
@@ -117,5 +118,10 @@ async def enqueue_on(connection: asyncpg.Connection, request: EnqueueRequest) ->
             request.max_attempts,
             request.unique_key,
             request.delay_seconds,
+            _json(request.trace_context or tracing.current_carrier()),
         )
     )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from workerfleet.worker import tasks
+from workerfleet.worker import tasks, tracing
 from workerfleet.worker.config import COMMAND_HANDLER_PREFIX
 
 STDERR_TAIL_CHARS = 4000
@@ -111,6 +111,7 @@ def command_environment(base: Mapping[str, str], context: tasks.JobContext) -> d
         "WORKERFLEET_JOB_QUEUE": context.queue,
         "WORKERFLEET_JOB_TASK": context.task,
         "WORKERFLEET_WORKER_ID": context.worker_id,
+        **tracing.command_environment(),  # TRACEPARENT: the attempt's span, when traced
     }
 
 

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from workerfleet.worker import connector, handlers, retry, tasks
+from workerfleet.worker import connector, handlers, retry, tasks, tracing
 from workerfleet.worker.config import WorkerSettings
 from workerfleet.worker.health import JobKey, RunningJob, RuntimeState
 from workerfleet.worker.logging_setup import LOGGER_NAME, BoundLogger, bind
@@ -260,7 +260,8 @@ class JobLoop:
             self.metrics.observe_queue_wait(job.queue, job.task, wait)
         logger.debug("job started", extra={"queue_wait_seconds": wait})
         try:
-            await self._execute(job, ref, logger, started)
+            with tracing.job_span(job, self.state.worker_id):
+                await self._execute(job, ref, logger, started)
         finally:
             self.state.running.pop(key, None)
             self.state.fenced_ids.discard(key)
@@ -303,6 +304,7 @@ class JobLoop:
             raise
 
     def _dropped_as_fenced(self, job: Job, logger: BoundLogger, started: float) -> None:
+        tracing.set_outcome("fenced")
         self.state.counts.fenced += 1
         self.metrics.count("fenced", job.queue, job.task)
         self.metrics.observe_duration(job.queue, job.task, "fenced", time.monotonic() - started)
@@ -323,6 +325,7 @@ class JobLoop:
         if not recorded:
             self._dropped_as_fenced(job, logger, started)
             return
+        tracing.set_outcome("succeeded")
         self.state.counts.succeeded += 1
         self.metrics.count("succeeded", job.queue, job.task)
         self.metrics.observe_duration(job.queue, job.task, "succeeded", duration)
@@ -342,6 +345,7 @@ class JobLoop:
             self._dropped_as_fenced(job, logger, started)
             return
         error = connector.describe_error(exc)
+        tracing.record_error(exc, error)
         trace = "".join(traceback.format_exception(exc))
         delay = retry.backoff_seconds(
             job.attempt,
@@ -360,6 +364,7 @@ class JobLoop:
         if outcome == "fenced":
             self._dropped_as_fenced(job, logger, started)
             return
+        tracing.set_outcome(outcome)
         self.state.counts.failed += 1
         self.metrics.count("failed", job.queue, job.task)
         self.metrics.observe_duration(job.queue, job.task, outcome, duration)
@@ -392,6 +397,7 @@ class JobLoop:
         if not released:
             self._dropped_as_fenced(job, logger, started)
             return
+        tracing.set_outcome("released")
         self.state.counts.released += 1
         self.metrics.count("released", job.queue, job.task)
         self.metrics.observe_duration(job.queue, job.task, "released", time.monotonic() - started)

@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import importlib.metadata
 import logging
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -26,7 +27,16 @@ from typing import Any
 
 import asyncpg
 
-from workerfleet.worker import config, connector, handlers, health, migrations, tasks
+from workerfleet.worker import (
+    config,
+    connector,
+    handlers,
+    health,
+    migrations,
+    scheduler,
+    tasks,
+    tracing,
+)
 from workerfleet.worker.heartbeat import Heartbeat
 from workerfleet.worker.http_server import Endpoints, HealthServer
 from workerfleet.worker.listener import Listener
@@ -323,6 +333,9 @@ class WorkerProcess:
                 self.settings.lease_seconds,
             )
             side[_task(rescuer.run(self.side_stop), "fallback-rescue")] = "fallback rescue"
+        schedules = self._scheduler(repository)
+        if schedules is not None:
+            side[_task(schedules.run(self.side_stop), "scheduler")] = "scheduler"
         fetch = _task(job_loop.fetch_until_stopped(), "fetch")
         stop_wait = _task(self.stop_requested.wait(), "stop-wait")
         done, _ = await asyncio.wait({fetch, stop_wait, *side}, return_when=asyncio.FIRST_COMPLETED)
@@ -345,6 +358,17 @@ class WorkerProcess:
         stop_wait.cancel()
         await self._drain(job_loop, repository, fetch, side)
         return exit_code
+
+    def _scheduler(self, repository: Repository) -> scheduler.WorkerScheduler | None:
+        """The scheduler side task, when the handlers module declares schedules."""
+        if not isinstance(self.handler, handlers.ModuleHandler):
+            return None
+        declared = scheduler.definitions(self.handler.registry, self.settings.queues[0])
+        if not declared:
+            return None
+        return scheduler.WorkerScheduler(
+            self.settings.dsn, self.settings.pool, repository, declared
+        )
 
     async def _drain(
         self,
@@ -423,7 +447,13 @@ def main() -> None:
     except (tasks.HandlerLoadError, tasks.TaskDefinitionError) as exc:
         fail_to_start(f"WORKERFLEET_HANDLERS={settings.handlers!r}: {exc}")
         return
-    raise SystemExit(run_event_loop(settings.event_loop, WorkerProcess(settings, handler).run()))
+    # After the handlers: a module that set up its own tracer provider keeps it.
+    tracer_provider = tracing.configure_from_environment(os.environ)
+    try:
+        code = run_event_loop(settings.event_loop, WorkerProcess(settings, handler).run())
+    finally:
+        tracing.shutdown(tracer_provider)
+    raise SystemExit(code)
 
 
 def run_event_loop(kind: str, coroutine: Coroutine[Any, Any, int]) -> int:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
+from workerfleet.worker import cron
+
 QUEUE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 TASK_NAME_MAX_CHARS: Final = 200
 # PostgreSQL integer bounds: priority and max_attempts are int4 columns.
@@ -119,6 +121,8 @@ class EnqueueRequest:
     delay_seconds: float | None = None
     max_attempts: int | None = None
     unique_key: str | None = None
+    trace_context: Mapping[str, str] | None = None
+    """The enqueuer's trace context (W3C carrier); None: the current span's, if any."""
 
     def __post_init__(self) -> None:
         validate_queue_name(self.queue)
@@ -181,10 +185,14 @@ class Job:
     result: Any
     unique_key: str | None
     rescues: int  # how often a run of it was lost and it was put back
+    trace_context: Any = None
+    """The enqueuer's trace context (a W3C carrier such as {"traceparent": ...}), or None."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return _from_row(cls, row)
+        values = {f.name: row[f.name] for f in fields(cls) if f.name != "trace_context"}
+        # Optional: rows of a schema before migration 0010 have no such column.
+        return cls(**values, trace_context=row.get("trace_context"))
 
     @property
     def ref(self) -> JobRef:
@@ -367,3 +375,135 @@ class RecoveryResult:
 def sort_claimed(jobs: Sequence[Job]) -> list[Job]:
     """Claim order (priority desc, then run_at, then id): RETURNING keeps no order."""
     return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
+
+
+SCHEDULE_SOURCES: Final = ("operator", "worker")
+# A scheduler acts within milliseconds of a run's time, but a busy one may be a few
+# seconds late: a shorter deadline would skip runs nobody missed (CronJob warns alike).
+MIN_STARTING_DEADLINE_SECONDS: Final = 10.0
+
+
+def validate_starting_deadline(seconds: float, field: str = "starting_deadline") -> float:
+    validate_seconds(seconds, field)
+    if seconds < MIN_STARTING_DEADLINE_SECONDS:
+        raise InvalidJobError(
+            field,
+            f"must be at least {MIN_STARTING_DEADLINE_SECONDS:g}s, got {seconds:g}s: a "
+            "scheduler may be a few seconds late, and a shorter deadline skips runs",
+        )
+    return seconds
+
+
+ScheduleSource = Literal["operator", "worker"]
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A row of ``workerfleet.schedules`` and the state of its last run's job.
+
+    ``last_job_state`` is None when no run was enqueued yet, or when the job
+    was pruned since.
+    """
+
+    pool: str
+    name: str
+    source: str
+    queue: str
+    task: str
+    cron: str
+    time_zone: str
+    payload: Any
+    priority: int
+    max_attempts: int | None
+    starting_deadline_seconds: float | None
+    suspended: bool
+    since: datetime
+    last_scheduled_at: datetime | None
+    last_job_id: int | None
+    missed_runs: int
+    last_missed_at: datetime | None
+    next_run_at: datetime | None
+    updated_at: datetime
+    last_job_state: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleRow:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """A row of ``workerfleet.schedule_runs``: one run enqueued, with its job's state."""
+
+    pool: str
+    schedule: str
+    scheduled_at: datetime
+    job_id: int
+    enqueued_at: datetime
+    job_state: str | None
+    job_created_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleRun:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class ScheduleDefinition:
+    """A schedule as declared (spec.schedules or @task(schedule=...)), ready to register."""
+
+    name: str
+    queue: str
+    task: str
+    cron: str
+    time_zone: str = "UTC"
+    payload: Any = None
+    priority: int = 0
+    max_attempts: int | None = None
+    starting_deadline_seconds: float | None = None
+    suspended: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= TASK_NAME_MAX_CHARS:
+            raise InvalidJobError(
+                "name", f"a schedule needs a name of 1 to 200 characters, got {self.name!r}"
+            )
+        validate_queue_name(self.queue)
+        validate_task_name(self.task)
+        _validate_int(self.priority, "priority", INT4_MIN)
+        if self.max_attempts is not None:
+            validate_max_attempts(self.max_attempts)
+        if self.starting_deadline_seconds is not None:
+            validate_starting_deadline(self.starting_deadline_seconds, "starting_deadline_seconds")
+        try:
+            cron.parse(self.cron, "UTC")
+        except cron.CronError as error:
+            raise InvalidJobError("cron", str(error)) from None
+        try:
+            cron.time_zone(self.time_zone)
+        except cron.CronError as error:
+            raise InvalidJobError("time_zone", str(error)) from None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering one schedule did: ``written`` (new or changed), or ``held_by`` the
+    other source under the same name (then it was left alone)."""
+
+    name: str
+    written: bool
+    held_by: str | None
+    source: str
+
+    @property
+    def taken(self) -> bool:
+        return self.held_by is not None and self.held_by != self.source
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What advancing a schedule did: ``advanced`` false when another scheduler (or an
+    earlier call) already had; ``job_id`` of the run enqueued, if any."""
+
+    advanced: bool
+    job_id: int | None

@@ -47,6 +47,9 @@ Additions to the agreed contract (all backwards compatible):
 - fail, bury, rescue and reap count what they do per queue and minute
   (``job_failures``, read back through ``QueueStats.failures``);
   ``prune_failure_counts`` deletes the counts past the stats' hour.
+- Schedules (``workerfleet.worker.schedules`` decides, these write):
+  ``register_schedules``, ``list_schedules``, ``advance_schedule`` (a due run
+  enqueued once) and ``schedule_runs``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from workerfleet.worker import models
+from workerfleet.worker import models, tracing
 from workerfleet.worker.connector import Connector
 from workerfleet.worker.models import (
     CountDrift,
@@ -71,6 +74,8 @@ from workerfleet.worker.models import (
     ReapResult,
     RecoveryResult,
     RescueResult,
+    ScheduleRow,
+    ScheduleRun,
     WorkerRow,
     WorkerStats,
 )
@@ -443,6 +448,8 @@ class Repository:
         """
         if not requests:
             return []
+        current = tracing.current_carrier()  # None (and free) unless tracing is in use
+        traces = [_encode(r.trace_context or current) for r in requests]
         if len(requests) == 1 and requests[0].unique_key is None:
             # Most enqueues are one job: a VALUES insert costs half the unnest path.
             one = requests[0]
@@ -455,6 +462,7 @@ class Repository:
                 one.run_at,
                 one.max_attempts,
                 one.delay_seconds,
+                traces[0],
             )
             assert row is not None  # an INSERT ... RETURNING always returns its row
             return [int(row["id"])]
@@ -468,6 +476,7 @@ class Repository:
                 [r.run_at for r in requests],
                 [r.max_attempts for r in requests],
                 [r.delay_seconds for r in requests],
+                traces,
             )
             return [int(row["id"]) for row in rows]
         rows = await self.connector.fetch(
@@ -480,6 +489,7 @@ class Repository:
             [r.max_attempts for r in requests],
             [r.unique_key for r in requests],
             [r.delay_seconds for r in requests],
+            traces,
         )
         return [int(row["id"]) for row in rows]
 
@@ -656,3 +666,70 @@ class Repository:
     async def prune_workers(self, older_than_seconds: float) -> int:
         age = models.validate_seconds(older_than_seconds, "older_than_seconds")
         return int(await self.connector.fetchval(QUERIES["prune_workers"], age))
+
+    # -- schedules -----------------------------------------------------------
+
+    async def register_schedules(
+        self,
+        pool: str,
+        source: str,
+        definitions: Sequence[models.ScheduleDefinition],
+        next_runs: Sequence[datetime],
+        now: datetime,
+    ) -> list[models.Registration]:
+        """Make ``pool``'s schedules of ``source`` exactly ``definitions``; one result each."""
+        rows = await self.connector.fetch(
+            QUERIES["schedules_register"],
+            pool,
+            source,
+            [d.name for d in definitions],
+            [d.queue for d in definitions],
+            [d.task for d in definitions],
+            [d.cron for d in definitions],
+            [d.time_zone for d in definitions],
+            [_encode(d.payload) for d in definitions],
+            [d.priority for d in definitions],
+            [d.max_attempts for d in definitions],
+            [d.starting_deadline_seconds for d in definitions],
+            [d.suspended for d in definitions],
+            list(next_runs),
+            now,
+        )
+        return [
+            models.Registration(
+                name=row["name"], written=row["written"], held_by=row["held_by"], source=source
+            )
+            for row in rows
+        ]
+
+    async def list_schedules(self, pool: str | None = None) -> list[ScheduleRow]:
+        rows = await self.connector.fetch(QUERIES["schedules_list"], pool)
+        return [ScheduleRow.from_row(row) for row in rows]
+
+    async def advance_schedule(
+        self,
+        row: ScheduleRow,
+        run_at: datetime | None,
+        missed: int,
+        latest_missed: datetime | None,
+        next_run: datetime | None,
+        history_seconds: float,
+    ) -> models.Advance:
+        """Enqueue the run at ``run_at`` and count ``missed`` skipped runs, once (see the query)."""
+        result = await self.connector.fetchrow(
+            QUERIES["schedule_advance"],
+            row.pool,
+            row.name,
+            row.source,
+            run_at,
+            missed,
+            latest_missed,
+            next_run,
+            models.validate_seconds(history_seconds, "history_seconds"),
+        )
+        assert result is not None  # scalar subqueries always return one row
+        return models.Advance(advanced=result["advanced"], job_id=result["job_id"])
+
+    async def schedule_runs(self, pool: str, schedule: str, limit: int = 20) -> list[ScheduleRun]:
+        rows = await self.connector.fetch(QUERIES["schedule_runs"], pool, schedule, limit)
+        return [ScheduleRun.from_row(row) for row in rows]

@@ -10,6 +10,9 @@ A handlers module is plain Python::
     @task(name="resize")
     def resize_image(ctx: JobContext, payload: dict) -> None: ...   # runs in a thread
 
+    @task(schedule="*/5 * * * *")                # enqueued every five minutes, once
+    async def sweep(ctx: JobContext, payload: None) -> None: ...
+
 The decorator only marks the function; ``registry_from_module`` collects the
 marks, so importing a module twice or from tests never registers anything twice
 in some global table.
@@ -26,6 +29,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from workerfleet.durations import DurationError, parse_duration
+from workerfleet.worker import cron as crontab
+from workerfleet.worker import models
 
 TASK_ATTRIBUTE = "__workerfleet_task__"
 
@@ -63,17 +68,64 @@ class JobContext:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a task runs by itself: ``@task(schedule=Schedule("0 9 * * MON-FRI", ...))``.
+
+    ``@task(schedule="*/5 * * * *")`` is the short form (UTC, no payload). The
+    worker that holds its pool's scheduler lock enqueues each run once, on the
+    worker's first queue (see ``workerfleet.worker.scheduler``).
+    ``starting_deadline`` (seconds or a duration such as "5m") is how late a
+    missed run may still be enqueued; unset, the latest missed run always is.
+    """
+
+    cron: str
+    time_zone: str = crontab.DEFAULT_TIME_ZONE
+    payload: Any = None
+    priority: int = 0
+    max_attempts: int | None = None
+    starting_deadline: float | str | None = None
+
+    @property
+    def starting_deadline_seconds(self) -> float | None:
+        if self.starting_deadline is None:
+            return None
+        return parse_duration(self.starting_deadline)
+
+
+@dataclass(frozen=True)
 class TaskDefinition:
     name: str
     function: TaskFunction
     timeout_seconds: float | None
     is_async: bool
+    schedule: Schedule | None = None
 
 
-def task(name: str | None = None, *, timeout: str | float | None = None) -> Callable[[F], F]:
+def _checked_schedule(name: str | None, schedule: str | Schedule | None) -> Schedule | None:
+    if schedule is None:
+        return None
+    declared = Schedule(schedule) if isinstance(schedule, str) else schedule
+    try:
+        crontab.parse(declared.cron, declared.time_zone)
+        deadline = declared.starting_deadline_seconds
+        if deadline is not None:
+            models.validate_starting_deadline(deadline)
+    except (crontab.CronError, DurationError, models.InvalidJobError) as exc:
+        raise TaskDefinitionError(f"task {name!r}: schedule: {exc}") from None
+    return declared
+
+
+def task(
+    name: str | None = None,
+    *,
+    timeout: str | float | None = None,
+    schedule: str | Schedule | None = None,
+) -> Callable[[F], F]:
     """Mark ``function(ctx, payload)`` as the handler of task ``name`` (default: its name).
 
     ``timeout`` (a duration such as "30s" or seconds) overrides WORKERFLEET_JOB_TIMEOUT.
+    ``schedule`` (a cron expression or a :class:`Schedule`) also enqueues the task
+    periodically, from the worker that holds its pool's scheduler lock.
     """
     try:
         timeout_seconds = None if timeout is None else parse_duration(timeout)
@@ -81,6 +133,7 @@ def task(name: str | None = None, *, timeout: str | float | None = None) -> Call
         raise TaskDefinitionError(f"task {name!r}: timeout: {exc}") from None
     if timeout_seconds is not None and timeout_seconds <= 0:
         raise TaskDefinitionError(f"task {name!r}: timeout must be positive")
+    declared = _checked_schedule(name, schedule)
 
     def mark(function: F) -> F:
         definition = TaskDefinition(
@@ -88,6 +141,7 @@ def task(name: str | None = None, *, timeout: str | float | None = None) -> Call
             function=function,
             timeout_seconds=timeout_seconds,
             is_async=inspect.iscoroutinefunction(function),
+            schedule=declared,
         )
         setattr(function, TASK_ATTRIBUTE, definition)
         return function

@@ -23,31 +23,36 @@ SELECT version FROM workerfleet.schema_migrations ORDER BY version;
 INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
 
 -- enqueue_many --
--- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds; returns one id per element, in order.
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds, $9 trace contexts (JSON text); returns one id per element, in order.
 SELECT workerfleet.enqueue(
     r.queue, r.task, r.payload::jsonb, r.priority,
     coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
-    r.max_attempts, r.unique_key
+    r.max_attempts, r.unique_key, r.trace_context::jsonb
 ) AS id
 FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
-    $6::integer[], $7::text[], $8::float8[]
+    $6::integer[], $7::text[], $8::float8[], $9::text[]
 ) WITH ORDINALITY AS r(
-    queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds, ord
+    queue, task, payload, priority, run_at, max_attempts, unique_key, delay_seconds,
+    trace_context, ord
 )
 ORDER BY r.ord;
 
 -- enqueue_many_plain --
--- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 delays_seconds; returns the ids, ascending = the order given.
+-- A batch without unique keys as one INSERT (no per-row function call), parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 delays_seconds, $8 trace contexts (JSON text); returns the ids, ascending = the order given.
 WITH inserted AS (
-    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    INSERT INTO workerfleet.jobs (
+        queue, task, payload, priority, run_at, max_attempts, trace_context
+    )
     SELECT r.queue, r.task, r.payload::jsonb, coalesce(r.priority, 0),
         coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds), now()),
-        r.max_attempts
+        r.max_attempts, r.trace_context::jsonb
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
-        $6::integer[], $7::float8[]
-    ) WITH ORDINALITY AS r(queue, task, payload, priority, run_at, max_attempts, delay_seconds, ord)
+        $6::integer[], $7::float8[], $8::text[]
+    ) WITH ORDINALITY AS r(
+        queue, task, payload, priority, run_at, max_attempts, delay_seconds, trace_context, ord
+    )
     ORDER BY r.ord
     RETURNING id, queue, run_at
 ), woken AS (
@@ -57,13 +62,15 @@ WITH inserted AS (
 SELECT i.id, (SELECT count(*) FROM woken) AS notified FROM inserted AS i ORDER BY i.id;
 
 -- enqueue_one --
--- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 delay_seconds; returns id.
+-- One job without a unique key as a plain INSERT (the common case, kept to one cheap statement): $1 queue, $2 task, $3 payload (JSON text), $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 delay_seconds, $8 trace context (JSON text); returns id.
 WITH inserted AS (
-    INSERT INTO workerfleet.jobs (queue, task, payload, priority, run_at, max_attempts)
+    INSERT INTO workerfleet.jobs (
+        queue, task, payload, priority, run_at, max_attempts, trace_context
+    )
     VALUES (
         $1, $2, $3::text::jsonb, coalesce($4::integer, 0),
         coalesce($5::timestamptz, now() + make_interval(secs => $7::float8), now()),
-        $6::integer
+        $6::integer, $8::text::jsonb
     )
     RETURNING id, queue, run_at
 )
@@ -601,11 +608,11 @@ WHERE ($1::text IS NULL OR pool = $1)
 ORDER BY pool, started_at, id;
 
 -- enqueue_on_connection --
--- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 unique_key, $8 delay_seconds; returns id.
+-- As enqueue, for a caller's own connection (its transaction) whose JSON codec is unknown: $1 queue, $2 task, $3 payload as JSON text, $4 priority, $5 run_at, $6 max_attempts (NULL: the claiming worker's), $7 unique_key, $8 delay_seconds, $9 trace context as JSON text; returns id.
 SELECT workerfleet.enqueue(
     $1::text, $2::text, $3::text::jsonb, $4::integer,
     coalesce($5::timestamptz, now() + make_interval(secs => $8::float8)),
-    $6::integer, $7::text
+    $6::integer, $7::text, $9::text::jsonb
 ) AS id;
 
 -- pool_workers --
@@ -648,3 +655,124 @@ FROM workerfleet.jobs
 WHERE state = 'running' AND worker_id = ANY($1::text[])
 GROUP BY worker_id
 ORDER BY worker_id;
+-- schedules_register --
+-- Make the pool's schedules of one source exactly these (insert, update what changed, delete the others; a name held by the other source is left alone), parallel arrays: $1 pool, $2 source, $3 names, $4 queues, $5 tasks, $6 crons, $7 time_zones, $8 payloads (JSON text), $9 priorities, $10 max_attempts, $11 starting_deadline_seconds, $12 suspended, $13 next_run_ats, $14 now (the registration time: since of a new schedule, or of one whose times changed or that resumed); returns per name whether it was written and the source that held it before.
+WITH given AS (
+    SELECT *
+    FROM unnest(
+        $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[],
+        $10::integer[], $11::float8[], $12::boolean[], $13::timestamptz[]
+    ) AS g(name, queue, task, cron, time_zone, payload, priority, max_attempts,
+        starting_deadline_seconds, suspended, next_run_at)
+), removed AS (
+    DELETE FROM workerfleet.schedules AS s
+    WHERE s.pool = $1 AND s.source = $2 AND NOT (s.name = ANY ($3::text[]))
+    RETURNING s.name
+), written AS (
+    INSERT INTO workerfleet.schedules AS s (
+        pool, name, source, queue, task, cron, time_zone, payload, priority, max_attempts,
+        starting_deadline_seconds, suspended, since, last_scheduled_at, next_run_at
+    )
+    SELECT $1, g.name, $2, g.queue, g.task, g.cron, g.time_zone, g.payload::jsonb, g.priority,
+        g.max_attempts, g.starting_deadline_seconds, g.suspended, $14::timestamptz,
+        -- A schedule removed and declared again keeps its runs' marks.
+        (SELECT max(r.scheduled_at) FROM workerfleet.schedule_runs AS r
+         WHERE r.pool = $1 AND r.schedule = g.name),
+        g.next_run_at
+    FROM given AS g
+    ORDER BY g.name
+    ON CONFLICT (pool, name) DO UPDATE
+    SET queue = excluded.queue, task = excluded.task, cron = excluded.cron,
+        time_zone = excluded.time_zone, payload = excluded.payload,
+        priority = excluded.priority, max_attempts = excluded.max_attempts,
+        starting_deadline_seconds = excluded.starting_deadline_seconds,
+        suspended = excluded.suspended,
+        since = CASE
+            WHEN (s.cron, s.time_zone) IS DISTINCT FROM (excluded.cron, excluded.time_zone)
+                OR (s.suspended AND NOT excluded.suspended)
+            THEN excluded.since ELSE s.since END,
+        next_run_at = excluded.next_run_at,
+        updated_at = now()
+    WHERE s.source = excluded.source
+        AND (s.queue, s.task, s.cron, s.time_zone, s.payload, s.priority, s.max_attempts,
+            s.starting_deadline_seconds, s.suspended)
+        IS DISTINCT FROM (excluded.queue, excluded.task, excluded.cron, excluded.time_zone,
+            excluded.payload, excluded.priority, excluded.max_attempts,
+            excluded.starting_deadline_seconds, excluded.suspended)
+    RETURNING s.name
+)
+SELECT g.name, w.name IS NOT NULL AS written, before.source AS held_by,
+    (SELECT count(*) FROM removed) AS removed
+FROM given AS g
+LEFT JOIN written AS w ON w.name = g.name
+LEFT JOIN workerfleet.schedules AS before ON before.pool = $1 AND before.name = g.name
+ORDER BY g.name;
+
+-- schedules_list --
+-- Schedules with the state of their last run's job, of one pool or all: $1 pool or NULL.
+SELECT s.*, j.state AS last_job_state
+FROM workerfleet.schedules AS s
+LEFT JOIN workerfleet.jobs AS j ON j.id = s.last_job_id
+WHERE ($1::text IS NULL OR s.pool = $1)
+ORDER BY s.pool, s.name;
+
+-- schedule_advance --
+-- Move a schedule past its due runs, once: enqueue the run at $4 (unless NULL) and count $5 skipped runs (the latest at $6), only if they are later than every run enqueued or skipped before and the schedule is not suspended; the run's job and its unique key (pool, schedule, scheduled time) are written in the same statement. $1 pool, $2 name, $3 source, $4 scheduled time to enqueue or NULL, $5 missed count, $6 latest missed time or NULL, $7 next run time, $8 seconds of run history kept; returns whether it advanced and the job id.
+WITH advanced AS (
+    UPDATE workerfleet.schedules AS s
+    SET last_scheduled_at = coalesce($4::timestamptz, s.last_scheduled_at),
+        last_job_id = CASE WHEN $4::timestamptz IS NULL THEN s.last_job_id
+            ELSE nextval(pg_get_serial_sequence('workerfleet.jobs', 'id')) END,
+        missed_runs = s.missed_runs + $5::bigint,
+        last_missed_at = coalesce($6::timestamptz, s.last_missed_at),
+        next_run_at = $7::timestamptz,
+        updated_at = now()
+    WHERE s.pool = $1 AND s.name = $2 AND s.source = $3 AND NOT s.suspended
+        AND greatest($4::timestamptz, $6::timestamptz)
+            > coalesce(greatest(s.last_scheduled_at, s.last_missed_at), '-infinity')
+    RETURNING s.pool, s.name, s.queue, s.task, s.payload, s.priority, s.max_attempts,
+        s.last_job_id
+), run AS (
+    INSERT INTO workerfleet.schedule_runs (pool, schedule, scheduled_at, job_id)
+    SELECT a.pool, a.name, $4::timestamptz, a.last_job_id
+    FROM advanced AS a
+    WHERE $4::timestamptz IS NOT NULL
+    ON CONFLICT (pool, schedule, scheduled_at) DO NOTHING
+    RETURNING job_id
+), job AS (
+    INSERT INTO workerfleet.jobs (id, queue, task, payload, priority, max_attempts)
+    SELECT r.job_id, a.queue, a.task, a.payload, a.priority, a.max_attempts
+    FROM run AS r CROSS JOIN advanced AS a
+    RETURNING id, queue
+), woken AS (
+    SELECT pg_notify('workerfleet_jobs', queue) FROM job
+), pruned AS (
+    DELETE FROM workerfleet.schedule_runs AS r
+    USING advanced AS a
+    WHERE r.pool = a.pool AND r.schedule = a.name
+        AND r.scheduled_at < $4::timestamptz - make_interval(secs => $8::float8)
+)
+SELECT (SELECT count(*) FROM advanced) > 0 AS advanced,
+    (SELECT id FROM job) AS job_id,
+    (SELECT count(*) FROM woken) AS notified;
+
+-- schedule_runs --
+-- The runs enqueued for a schedule, newest first: $1 pool, $2 schedule, $3 limit.
+SELECT r.*, j.state AS job_state, j.created_at AS job_created_at
+FROM workerfleet.schedule_runs AS r
+LEFT JOIN workerfleet.jobs AS j ON j.id = r.job_id
+WHERE r.pool = $1 AND r.schedule = $2
+ORDER BY r.scheduled_at DESC
+LIMIT $3;
+
+-- schedule_lock_try --
+-- Take the session-level lock that makes one worker of a pool its scheduler, without waiting: $1 pool; returns locked.
+SELECT pg_try_advisory_lock(hashtextextended('workerfleet.schedules/' || $1, 0)) AS locked;
+
+-- schedule_lock_release --
+-- Give the scheduler lock back: $1 pool; returns whether it was held.
+SELECT pg_advisory_unlock(hashtextextended('workerfleet.schedules/' || $1, 0)) AS released;
+
+-- ping --
+-- Whether the connection still answers (a session-level lock holder checks its session); no parameters.
+SELECT true AS alive;

@@ -37,6 +37,8 @@ CREATE TABLE workerfleet.jobs (
     -- How often a run of this job was lost (lease expired, worker dead) and it was
     -- put back: the first time it keeps its place in line, later ones back off.
     rescues integer NOT NULL DEFAULT 0 CONSTRAINT jobs_rescues_valid CHECK (rescues >= 0),
+    -- The enqueuer's trace context (a W3C carrier), continued by the worker.
+    trace_context jsonb,
     -- A running job always has a holder and a lease: fencing and recovery rely on it.
     CONSTRAINT jobs_running_is_leased
         CHECK (state <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)),
@@ -91,6 +93,8 @@ CREATE INDEX workers_pool_idx ON workerfleet.workers (pool);
 -- NULL for an optional argument means its default; a NULL max_attempts is filled in
 -- by the worker that first claims the job (its WORKERFLEET_MAX_ATTEMPTS). Returns the
 -- job id; with a unique_key that is already pending or running, the id of that job instead.
+-- trace_context is the enqueuer's trace context (a W3C carrier such as
+-- {"traceparent": "00-..."}), which the worker continues (see worker/tracing.py).
 CREATE FUNCTION workerfleet.enqueue(
     queue text,
     task text,
@@ -98,7 +102,8 @@ CREATE FUNCTION workerfleet.enqueue(
     priority integer DEFAULT 0,
     run_at timestamptz DEFAULT NULL,
     max_attempts integer DEFAULT NULL,
-    unique_key text DEFAULT NULL
+    unique_key text DEFAULT NULL,
+    trace_context jsonb DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -121,10 +126,10 @@ BEGIN
     -- look-up; then the key is free again and the next round inserts.
     LOOP
         INSERT INTO workerfleet.jobs AS j
-            (queue, task, payload, priority, run_at, max_attempts, unique_key)
+            (queue, task, payload, priority, run_at, max_attempts, unique_key, trace_context)
         VALUES (
             enqueue.queue, enqueue.task, enqueue.payload, coalesce(enqueue.priority, 0),
-            effective_run_at, enqueue.max_attempts, enqueue.unique_key
+            effective_run_at, enqueue.max_attempts, enqueue.unique_key, enqueue.trace_context
         )
         ON CONFLICT (queue, unique_key)
             WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
@@ -331,4 +336,46 @@ CREATE TABLE workerfleet.job_failures (
     failed bigint NOT NULL,
     dead bigint NOT NULL,
     PRIMARY KEY (queue, minute, slot)
+);
+
+-- Periodic jobs (see migrations/0009): a schedule per (pool, name), declared by the
+-- operator (spec.schedules) or a worker's handlers module (@task(schedule=...)).
+CREATE TABLE workerfleet.schedules (
+    pool text NOT NULL,
+    name text NOT NULL,
+    source text NOT NULL
+        CONSTRAINT schedules_source_valid CHECK (source IN ('operator', 'worker')),
+    queue text NOT NULL
+        CONSTRAINT schedules_queue_name_valid CHECK (queue ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
+    task text NOT NULL
+        CONSTRAINT schedules_task_valid CHECK (length(task) BETWEEN 1 AND 200),
+    cron text NOT NULL,
+    time_zone text NOT NULL,
+    payload jsonb,
+    priority integer NOT NULL DEFAULT 0,
+    max_attempts integer
+        CONSTRAINT schedules_max_attempts_valid CHECK (max_attempts >= 1),
+    starting_deadline_seconds double precision
+        CONSTRAINT schedules_starting_deadline_valid CHECK (starting_deadline_seconds >= 0),
+    suspended boolean NOT NULL DEFAULT false,
+    -- Runs at or before this are neither enqueued nor missed: when the schedule was
+    -- registered, or last changed its times (cron, time zone) or resumed.
+    since timestamptz NOT NULL,
+    last_scheduled_at timestamptz,
+    last_job_id bigint,
+    missed_runs bigint NOT NULL DEFAULT 0,
+    last_missed_at timestamptz,
+    next_run_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, name)
+);
+
+-- One row per run enqueued: the primary key is the run's unique key.
+CREATE TABLE workerfleet.schedule_runs (
+    pool text NOT NULL,
+    schedule text NOT NULL,
+    scheduled_at timestamptz NOT NULL,
+    job_id bigint NOT NULL,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, schedule, scheduled_at)
 );

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +16,9 @@ import pytest
 
 from localcluster.loopback import free_port
 from localcluster.postgres import PASSWORD
+from workerfleet.worker import schedules
 from workerfleet.worker.connector import Connector
+from workerfleet.worker.models import ScheduleDefinition
 from workerfleet.worker.repository import Repository
 
 WORKERFLEET = Path(sys.executable).with_name("workerfleet")
@@ -275,3 +279,37 @@ def test_recover_and_prune(dsn: str) -> None:
     assert recovered.stdout.startswith("dead workers: 0")
     pruned = run("jobs", "prune", "--older-than", "1d", "--state", "dead", dsn=dsn)
     assert (pruned.returncode, pruned.stdout.split()[:2]) == (0, ["deleted", "0"])
+
+
+def test_schedules_list_shows_each_schedule_with_its_next_and_last_run(dsn: str) -> None:
+    async def declare() -> None:
+        async with await Connector.open(dsn, min_size=1, max_size=1) as connector:
+            repo = Repository(connector)
+            now = datetime.now(UTC)
+            tick = ScheduleDefinition("tick", "reports", "tick", "* * * * *")
+            await schedules.register(repo, "team/reports", "operator", [tick], now)
+            nightly = ScheduleDefinition(
+                "nightly", "reports", "report", "0 3 * * *", "Europe/Riga", suspended=True
+            )
+            await schedules.register(repo, "default", "worker", [nightly], now)
+            await schedules.run_due(repo, "team/reports", "operator", now + timedelta(minutes=1))
+
+    asyncio.run(declare())
+    listed = run("schedules", "list", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    header, first, second = listed.stdout.splitlines()
+    assert header.split()[:4] == ["POOL", "NAME", "SOURCE", "SCHEDULE"]
+    assert first.split()[:3] == ["default", "nightly", "worker"]
+    assert "suspended" in first
+    assert second.split()[:3] == ["team/reports", "tick", "operator"]
+    assert " pending " in second + " "  # its last run's job
+    one_pool = run("schedules", "list", "--pool", "team/reports", "--json", dsn=dsn)
+    (document,) = json.loads(one_pool.stdout)
+    assert (document["name"], document["cron"], document["last_job_state"]) == (
+        "tick",
+        "* * * * *",
+        "pending",
+    )
+    assert document["next_run"] is not None
+    empty = run("schedules", "list", "--pool", "nobody", dsn=dsn)
+    assert empty.stdout.strip() == "no schedules"

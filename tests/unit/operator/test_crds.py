@@ -56,10 +56,10 @@ def test_schemas_are_structural() -> None:
                 assert "type" in node, f"{path} has no type"
 
 
-def test_preserve_unknown_fields_only_in_template_overrides() -> None:
+def test_preserve_unknown_fields_only_in_template_overrides_and_schedule_payloads() -> None:
     schema = version(crds.workerpool_crd())["schema"]["openAPIV3Schema"]
     open_paths = [p for p, n in walk(schema) if n.get("x-kubernetes-preserve-unknown-fields")]
-    assert open_paths == [".spec.template.spec"]
+    assert sorted(open_paths) == [".spec.schedules[].payload", ".spec.template.spec"]
 
 
 def test_nested_objects_default_to_their_complete_defaults() -> None:

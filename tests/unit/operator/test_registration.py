@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from workerfleet.operator import handlers, kopf_glue, main, monitor
+from workerfleet.operator import handlers, kopf_glue, main, monitor, schedule_daemon
 
 # Read as plain data: kopf types its registry for registering, not for reading back.
 REGISTRY: Any = kopf.get_default_registry()
@@ -34,7 +34,8 @@ def test_workerpools_are_reconciled_on_create_resume_and_spec_updates_only() -> 
 
 def test_timers_tick_on_their_resource_and_hold_no_finalizer() -> None:
     timers = {h.fn: h for h in REGISTRY._spawning.get_all_handlers()}
-    assert set(timers) == {handlers.pool_tick, monitor.monitor_tick}
+    assert set(timers) == {handlers.pool_tick, monitor.monitor_tick, schedule_daemon.pool_schedules}
+    assert resource_of(timers[schedule_daemon.pool_schedules]) == kopf_glue.WORKERPOOLS
     pool_tick, monitor_tick = timers[handlers.pool_tick], timers[monitor.monitor_tick]
     assert (resource_of(pool_tick), pool_tick.interval, pool_tick.sharp) == (
         kopf_glue.WORKERPOOLS,

@@ -124,3 +124,15 @@ def test_worker_identity_on_and_off_kubernetes() -> None:
 def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
     assert load_settings(BASE).event_loop == "uvloop"
     assert load_settings({**BASE, "WORKERFLEET_EVENT_LOOP": "AsyncIO"}).event_loop == "asyncio"
+
+
+def test_tracing_is_configured_only_when_an_otel_variable_asks_for_it() -> None:
+    from workerfleet.worker import tracing
+
+    assert tracing.configure_from_environment({}) is None
+    assert tracing.configure_from_environment({"OTEL_SERVICE_NAME": "mail"}) is None
+    disabled = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}
+    assert tracing.configure_from_environment(disabled) is None
+    assert [type(e).__name__ for e in tracing._exporters("console, none, bogus")] == [
+        "ConsoleSpanExporter"
+    ]
