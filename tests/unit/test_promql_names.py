@@ -28,6 +28,8 @@ def test_the_dashboard_reads_operator_and_worker_metrics() -> None:
     assert "workerfleet_operator_queue_jobs" in names
     assert "workerfleet_worker_jobs_succeeded_total" in names
     assert "workerfleet_operator_pool_desired_replicas" in names  # the variables' query
+    assert "workerfleet_operator_pool_max_replicas" in names
+    assert "workerfleet_operator_incidents_firing" in names
 
 
 def test_exported_names_include_what_a_family_may_carry() -> None:
