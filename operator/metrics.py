@@ -50,6 +50,11 @@ DESIRED_REPLICAS = Gauge(
 READY_REPLICAS = Gauge(
     f"{PREFIX}_pool_ready_replicas", "Worker pods passing readiness", ["namespace", "pool"]
 )
+MAX_REPLICAS = Gauge(
+    f"{PREFIX}_pool_max_replicas",
+    "The pool's replicas.max: the most workers scaling may ask for",
+    ["namespace", "pool"],
+)
 STATS_QUERIES = Counter(
     f"{PREFIX}_stats_queries_total", "Queue stats queries (one per database per tick)", ["result"]
 )
@@ -147,8 +152,17 @@ def _set(gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
     _pool_series.setdefault((labels[0], labels[1]), set()).add((gauge, labels))
 
 
-def record_pool(namespace: str, pool: str, status: Mapping[str, Any]) -> None:
-    """Export one pool's status figures."""
+def _drop(gauge: Gauge, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)
+    _pool_series.get((labels[0], labels[1]), set()).discard((gauge, labels))
+
+
+def record_pool(
+    namespace: str, pool: str, status: Mapping[str, Any], max_replicas: int | None
+) -> None:
+    """Export one pool's status figures, and its replicas.max (None while its spec is invalid:
+    a stale maximum would hold the at-maximum alert on a pool that no longer has one)."""
     for condition in status.get("conditions") or []:
         for value in CONDITION_STATUSES:
             labels = (namespace, pool, condition["type"], value)
@@ -163,6 +177,10 @@ def record_pool(namespace: str, pool: str, status: Mapping[str, Any]) -> None:
         count = status.get(key)
         if isinstance(count, int):
             _set(gauge, (namespace, pool), float(count))
+    if max_replicas is None:
+        _drop(MAX_REPLICAS, (namespace, pool))
+    else:
+        _set(MAX_REPLICAS, (namespace, pool), float(max_replicas))
 
 
 def forget_pool(namespace: str, pool: str) -> None:

@@ -179,7 +179,8 @@ async def sync_pool(
             call.runtime.child_changed(call.namespace, call.name)  # the status, soon
             return applied.spec_problem
         scheduled = await read_schedules(call, parsed.spec)
-        report(call, observe(call, parsed, queue, replicas, applied, decided, scheduled))
+        observation = observe(call, parsed, queue, replicas, applied, decided, scheduled)
+        report(call, observation, parsed.spec)
         return applied.spec_problem
 
 
@@ -434,15 +435,17 @@ def observe(
     )
 
 
-def report(call: PoolCall, observation: Observation) -> None:
-    """Write the status when it changed, post an Event per transition, export metrics."""
+def report(call: PoolCall, observation: Observation, spec: models.WorkerPoolSpec | None) -> None:
+    """Write the status when it changed, post an Event per transition, export metrics
+    (with the spec's replicas.max; None while the spec is invalid)."""
     result = rollup.rollup(observation)
     if result.changed:
         call.patch.status.update(rollup.status_patch(observation.previous, result.status))
         call.runtime.activity.wrote(f"{call.namespace}/{call.name}", result.status)
     for event in result.events:
         post(call.body, event.type, event.reason, event.message)
-    metrics.record_pool(call.namespace, call.name, result.status)
+    max_replicas = None if spec is None else spec.replicas.max
+    metrics.record_pool(call.namespace, call.name, result.status, max_replicas)
 
 
 def _queue_stats(queue: str, reading: QueueReading | None) -> QueueStats | None:

@@ -121,6 +121,27 @@ def exported_names(exposition: str) -> set[str]:
     return names
 
 
+def sampled_names(exposition: str) -> set[str]:
+    """The series names a /metrics page carries samples of. An unlabelled metric always
+    has one; a labelled one only once something set it (an incident fired, a job failed),
+    and until then its family's `# HELP`/`# TYPE` lines are all prometheus_client prints."""
+    return {
+        sample.name
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def samples_with(exposition: str, labels: Mapping[str, str]) -> dict[str, list[float]]:
+    """Series name -> the values of a /metrics page's samples that carry all of `labels`."""
+    found: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if labels.items() <= sample.labels.items():
+                found.setdefault(sample.name, []).append(sample.value)
+    return found
+
+
 # -- the chart installed on the local cluster (e2e) ---------------------------------------
 
 README = REPO_ROOT / "README.md"

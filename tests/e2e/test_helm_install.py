@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from localcluster.control_plane import REPO_ROOT, LocalCluster
 from localcluster.waiting import wait_for
@@ -34,6 +35,8 @@ from tests.chart_support import (
     ready,
     roles,
     rule_groups,
+    sampled_names,
+    samples_with,
 )
 from tests.operator_support import pods, queue_stats
 
@@ -48,8 +51,25 @@ QUEUE = "demo"
 JOBS = 100
 BLOCK_TIMEOUT_SECONDS = 600
 DRAIN_TIMEOUT_SECONDS = 240
+# The gauges the operator sets for every pool it syncs (operator/metrics.py, record_pool).
+POOL_GAUGES = frozenset(
+    {
+        "workerfleet_operator_pool_condition",
+        "workerfleet_operator_queue_jobs",
+        "workerfleet_operator_queue_oldest_pending_seconds",
+        "workerfleet_operator_pool_desired_replicas",
+        "workerfleet_operator_pool_ready_replicas",
+        "workerfleet_operator_pool_max_replicas",
+    }
+)
 # Objects every namespace has, which the release did not make.
 NAMESPACE_DEFAULTS = {"serviceaccount/default", "configmap/kube-root-ca.crt"}
+
+
+def example_pool() -> dict[str, Any]:
+    """The WorkerPool the README's pool block applies."""
+    pool: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / "workerpool.yaml").read_text())
+    return pool
 
 
 def run_block(name: str, env: dict[str, str]) -> str:
@@ -176,6 +196,15 @@ def test_the_readmes_install_section(shell_env: dict[str, str], crds: LocalClust
     )
     print(f"metrics used by rules and dashboard: {len(used)}; exported: {len(exported)}")
     assert used - PROMETHEUS_MADE - exported == set()
+    # A labelled series exists only once something set it: an incident firing, a job
+    # failing on the worker scraped. Its family's HELP/TYPE lines prove the name is
+    # exported; the pool's own gauges are set on every status tick, so they need samples.
+    sampled = sampled_names(worker_page) | sampled_names(operator_page)
+    print(f"exported, no sample yet: {sorted(used - PROMETHEUS_MADE - sampled)}")
+    pool_samples = samples_with(operator_page, {"namespace": POOL_NAMESPACE, "pool": POOL})
+    assert POOL_GAUGES - set(pool_samples) == set()
+    (max_replicas,) = pool_samples["workerfleet_operator_pool_max_replicas"]
+    assert max_replicas == example_pool()["spec"]["replicas"]["max"]
     assert "workerfleet_operator_leader 1.0" in operator_page
 
     run_block("upgrade", shell_env)

@@ -3,7 +3,16 @@ them (the e2e tier compares them with what the processes export)."""
 
 from __future__ import annotations
 
-from tests.chart_support import dashboard, dashboard_expressions, exported_names, metric_names
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from tests.chart_support import (
+    dashboard,
+    dashboard_expressions,
+    exported_names,
+    metric_names,
+    sampled_names,
+    samples_with,
+)
 
 
 def test_names_are_found_and_functions_labels_keywords_are_not() -> None:
@@ -28,6 +37,8 @@ def test_the_dashboard_reads_operator_and_worker_metrics() -> None:
     assert "workerfleet_operator_queue_jobs" in names
     assert "workerfleet_worker_jobs_succeeded_total" in names
     assert "workerfleet_operator_pool_desired_replicas" in names  # the variables' query
+    assert "workerfleet_operator_pool_max_replicas" in names
+    assert "workerfleet_operator_incidents_firing" in names
 
 
 def test_exported_names_include_what_a_family_may_carry() -> None:
@@ -40,3 +51,23 @@ def test_exported_names_include_what_a_family_may_carry() -> None:
     names = exported_names(page)
     assert {"a_jobs_total", "a_seconds_bucket", "a_seconds_sum", "a_up"} <= names
     assert "a_jobs" not in names
+
+
+def test_a_labelled_gauge_nothing_set_yet_is_declared_but_has_no_sample() -> None:
+    """What prometheus_client really prints: the e2e tier counts such a family as exported
+    (an incident metric before any incident fires) and the pool's gauges by their samples."""
+    registry = CollectorRegistry()
+    Gauge("a_leader", "Acting", registry=registry)
+    Gauge("a_incidents_firing", "Firing", ["pool"], registry=registry)
+    Gauge("a_max_replicas", "Max", ["pool"], registry=registry).labels("emails").set(4)
+    page = generate_latest(registry).decode()
+    assert "# TYPE a_incidents_firing gauge" in page
+    assert {"a_leader", "a_incidents_firing", "a_max_replicas"} <= exported_names(page)
+    assert sampled_names(page) == {"a_leader", "a_max_replicas"}
+    assert samples_with(page, {"pool": "emails"}) == {"a_max_replicas": [4.0]}
+    assert samples_with(page, {"pool": "reports"}) == {}
+
+
+def test_a_name_only_mentioned_in_help_text_is_not_exported() -> None:
+    page = "# HELP a_up Up, unlike a_down\n# TYPE a_up gauge\na_up 1.0\n"
+    assert exported_names(page) == sampled_names(page) == {"a_up"}
