@@ -182,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how long scale-in's steady mix lasts (the default outlasts KEDA's 300 s "
         "scale-down stabilization, so every system shrinks under load)",
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_FILE,
+        help="where the runs are written as JSON, after each run",
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster.from_environment(quiet_build=True)
     was_up = cluster.is_up()
@@ -218,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"    {run.error or 'done'}", flush=True)
                 runs.append(run)
-                RESULTS_FILE.parent.mkdir(exist_ok=True)
-                RESULTS_FILE.write_text(json.dumps([asdict(r) for r in runs], indent=1))
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                args.results.write_text(json.dumps([asdict(r) for r in runs], indent=1))
     finally:
         if keda is not None and not keda_was_up:
             keda.down()

@@ -47,6 +47,9 @@ RECOVER_TIMEOUT_SECONDS = 300.0
 EMPTY_TIMEOUT_SECONDS = 1_200.0
 QUEUE_POLL_SECONDS = 0.1
 WAIT_POLL_SECONDS = 0.1
+# KEDA's defaults keep the pool up 300 s after the queue empties and the scale-in run
+# lasts minutes: a line this often says the run is alive and where it stands.
+PROGRESS_SECONDS = 30.0
 
 # (seconds after the start, jobs, seconds each job sleeps)
 Plan = list[tuple[float, int, float]]
@@ -97,10 +100,14 @@ async def enqueue(dsn: str, plan: Plan) -> tuple[float, float]:
         repository = Repository(connector)
         started = time.monotonic()
         first: float | None = None
+        said = started
         for offset, count, seconds in plan:
             delay = started + offset - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.monotonic() - said >= PROGRESS_SECONDS:
+                said = time.monotonic()
+                progress(f"{offset:.0f}s of {plan[-1][0]:.0f}s enqueued")
             await repository.enqueue_many(
                 [EnqueueRequest(QUEUE, "sleep", {"seconds": seconds})] * count
             )
@@ -126,14 +133,34 @@ async def wait_empty(dsn: str, within: float) -> float:
     raise TimeoutError(f"the queue did not empty within {within:.0f}s")
 
 
-def wait_until(check: Callable[[], bool], timeout: float) -> float | None:
-    """The monotonic time ``check`` first held, or None if it did not within ``timeout``."""
-    deadline = time.monotonic() + timeout
+def progress(text: str) -> None:
+    print(f"    {time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    waiting_for: str | None = None,
+    status: Callable[[], str] | None = None,
+) -> float | None:
+    """The monotonic time ``check`` first held, or None if it did not within ``timeout``;
+    with ``waiting_for``, a progress line every PROGRESS_SECONDS (``status`` appended)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    said = started
     while time.monotonic() < deadline:
         if check():
             return time.monotonic()
+        if waiting_for is not None and time.monotonic() - said >= PROGRESS_SECONDS:
+            said = time.monotonic()
+            extra = f" ({status()})" if status is not None else ""
+            progress(f"{said - started:.0f}s waiting for {waiting_for}{extra}")
         time.sleep(WAIT_POLL_SECONDS)
     return None
+
+
+def _pool_status(watched: Watched) -> Callable[[], str]:
+    return lambda: f"replicas {watched.replicas_now()}, ready {watched.ready_at(time.monotonic())}"
 
 
 def drive(
@@ -148,11 +175,20 @@ def drive(
     else:
         t0, until = asyncio.run(enqueue(setup.dsn, plan_of(scenario, trickle_seconds)))
         moments = Moments(t0, until)
+    progress(
+        f"enqueued over {moments.enqueued_until - moments.t0:.0f}s; waiting for the queue to empty"
+    )
     moments.empty = asyncio.run(wait_empty(setup.dsn, EMPTY_TIMEOUT_SECONDS))
     empty = moments.empty
+    progress(
+        f"queue empty at {empty - moments.t0:.0f}s; waiting up to "
+        f"{system.settle_seconds():.0f}s for 0 replicas"
+    )
     moments.at_min = wait_until(
         lambda: watched.replicas_now() == 0 and watched.replicas[-1][0] > empty,
         system.settle_seconds(),
+        "0 replicas",
+        _pool_status(watched),
     )
     if moments.at_min is None:
         moments.notes.append(
@@ -165,12 +201,16 @@ def _outage(setup: RunSetup, system: System, watched: Watched) -> Moments:
     t0, until = asyncio.run(enqueue(setup.dsn, plan_of("outage")))
     moments = Moments(t0, until)
     moments.full = wait_until(
-        lambda: watched.ready_at(time.monotonic()) >= MAX_REPLICAS, FULL_TIMEOUT_SECONDS
+        lambda: watched.ready_at(time.monotonic()) >= MAX_REPLICAS,
+        FULL_TIMEOUT_SECONDS,
+        f"{MAX_REPLICAS} pods Ready",
+        _pool_status(watched),
     )
     if moments.full is None:
         moments.notes.append(f"the pool was not all Ready within {FULL_TIMEOUT_SECONDS:.0f}s")
     time.sleep(OUTAGE_AFTER_FULL_SECONDS)
     moments.outage_start = time.monotonic()
+    progress(f"stopping PostgreSQL for {OUTAGE_SECONDS:.0f}s")
     setup.cluster.postgres.stop()
     time.sleep(SAID_DURING_OUTAGE_SECONDS)
     try:
@@ -180,11 +220,14 @@ def _outage(setup: RunSetup, system: System, watched: Watched) -> Moments:
     time.sleep(max(moments.outage_start + OUTAGE_SECONDS - time.monotonic(), 0.0))
     setup.cluster.postgres.start()
     moments.outage_end = time.monotonic()
+    progress("PostgreSQL started again; waiting for the pool to be back and Ready")
     moments.recovered = wait_until(
         lambda: (
             (watched.replicas_now() or 0) >= 1
             and watched.ready_at(time.monotonic()) >= (watched.replicas_now() or 0)
         ),
         RECOVER_TIMEOUT_SECONDS,
+        "the pool back and Ready",
+        _pool_status(watched),
     )
     return moments
