@@ -21,6 +21,7 @@ outage. Times are watched events (the Deployment and its pods) and a 100 ms poll
 queue. Prints figures; asserts nothing. Results also go to ``.bench/scale-results.json``.
 
     make bench-scale                                   # everything (about 2 hours)
+    .venv/bin/python bench/bench_scale.py --table-from a.json b.json   # print saved runs
     .venv/bin/python bench/bench_scale.py --scenarios burst --systems workerfleet-10 keda-fast
 """
 
@@ -188,7 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         default=RESULTS_FILE,
         help="where the runs are written as JSON, after each run",
     )
+    parser.add_argument(
+        "--table-from",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS",
+        help="print the table of runs written earlier (--results files, such as two parts "
+        "run on separate clusters) and run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.table_from:
+        saved = [Run(**run) for path in args.table_from for run in json.loads(path.read_text())]
+        scale_table.print_table(saved, args.scale_down_delay, args.trickle_seconds, None)
+        return 0
     cluster = LocalCluster.from_environment(quiet_build=True)
     was_up = cluster.is_up()
     cluster.up()
