@@ -104,6 +104,9 @@ def rows(scenario: str, computed: keda_model.Computed | None) -> list[Row]:
         return figure.text() if peak == MAX_REPLICAS else f"{figure.text()} (peak {peak})"
 
     ledger: list[Row] = [
+        # A worker stopped within its grace period releases the job without counting the
+        # attempt, so an interrupted job runs again at the same attempt: counted here.
+        ("runs beyond a job's first", lambda r: str(r.extra_runs), model(lambda _: "-")),
         ("jobs run again at a higher attempt", lambda r: str(r.rerun_jobs), model(lambda _: "-")),
         ("runs cut off (never finished)", lambda r: str(r.cut_off_runs), model(lambda _: "-")),
         ("SIGKILLs after the grace period", lambda r: str(r.sigkills), model(lambda _: "-")),
