@@ -10,7 +10,6 @@ Any other language can call the SQL function ``workerfleet.enqueue(...)``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ import asyncpg
 from workerfleet.durations import DurationError, parse_duration
 from workerfleet.worker import tracing
 from workerfleet.worker.connector import Connector
+from workerfleet.worker.json_values import jsonb_text
 from workerfleet.worker.models import EnqueueRequest, InvalidJobError
 from workerfleet.worker.queries import QUERIES
 from workerfleet.worker.repository import Repository
@@ -112,16 +112,12 @@ async def enqueue_on(connection: asyncpg.Connection, request: EnqueueRequest) ->
             QUERIES["enqueue_on_connection"],
             request.queue,
             request.task,
-            None if request.payload is None else json.dumps(request.payload),
+            jsonb_text(request.payload, "payload"),
             request.priority,
             request.run_at,
             request.max_attempts,
             request.unique_key,
             request.delay_seconds,
-            _json(request.trace_context or tracing.current_carrier()),
+            jsonb_text(request.trace_context or tracing.current_carrier(), "trace_context"),
         )
     )
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)

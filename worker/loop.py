@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 import traceback
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 from workerfleet.worker import connector, handlers, retry, tasks, tracing
 from workerfleet.worker.config import WorkerSettings
 from workerfleet.worker.health import JobKey, RunningJob, RuntimeState
+from workerfleet.worker.json_values import jsonb_text
 from workerfleet.worker.logging_setup import LOGGER_NAME, BoundLogger, bind
 from workerfleet.worker.metrics import WorkerMetrics
 from workerfleet.worker.models import Job, JobRef
@@ -279,7 +279,7 @@ class JobLoop:
         )
         try:
             result = await self._call_handler(context, job.payload)
-            json.dumps(result)  # a result the database cannot store fails the job here
+            jsonb_text(result, "result")  # a result the database cannot store fails the job here
         except asyncio.CancelledError:
             await shielded(self._release(job, ref, logger, started))
             raise

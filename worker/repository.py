@@ -55,13 +55,13 @@ Additions to the agreed contract (all backwards compatible):
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from workerfleet.worker import models, tracing
 from workerfleet.worker.connector import Connector
+from workerfleet.worker.json_values import jsonb_text
 from workerfleet.worker.models import (
     CountDrift,
     EnqueueRequest,
@@ -117,10 +117,6 @@ def _validate_batch(rows: int) -> int:
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise models.InvalidJobError("batch_rows", f"must be a positive integer, got {rows!r}")
     return rows
-
-
-def _encode(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def _key(ref: JobRef) -> _RefKey:
@@ -374,13 +370,15 @@ class Repository:
 
     async def complete(self, ref: JobRef, result: Any = None) -> bool:
         """True if recorded; False when fenced (nothing changed). Group-committed."""
-        return await self._completions.complete(ref, _encode(result))
+        return await self._completions.complete(ref, jsonb_text(result, "result"))
 
     async def complete_many(self, items: Sequence[tuple[JobRef, Any]]) -> list[bool]:
         """One statement for several completions; a False per fenced job, in order."""
         if not items:
             return []
-        return await _complete_many(self.connector, [(ref, _encode(res)) for ref, res in items])
+        return await _complete_many(
+            self.connector, [(ref, jsonb_text(res, "result")) for ref, res in items]
+        )
 
     async def fail(
         self, ref: JobRef, error: str, traceback: str | None, retry_delay_seconds: float
@@ -449,7 +447,7 @@ class Repository:
         if not requests:
             return []
         current = tracing.current_carrier()  # None (and free) unless tracing is in use
-        traces = [_encode(r.trace_context or current) for r in requests]
+        traces = [jsonb_text(r.trace_context or current, "trace_context") for r in requests]
         if len(requests) == 1 and requests[0].unique_key is None:
             # Most enqueues are one job: a VALUES insert costs half the unnest path.
             one = requests[0]
@@ -457,7 +455,7 @@ class Repository:
                 QUERIES["enqueue_one"],
                 one.queue,
                 one.task,
-                _encode(one.payload),
+                jsonb_text(one.payload, "payload"),
                 one.priority,
                 one.run_at,
                 one.max_attempts,
@@ -471,7 +469,7 @@ class Repository:
                 QUERIES["enqueue_many_plain"],
                 [r.queue for r in requests],
                 [r.task for r in requests],
-                [_encode(r.payload) for r in requests],
+                [jsonb_text(r.payload, "payload") for r in requests],
                 [r.priority for r in requests],
                 [r.run_at for r in requests],
                 [r.max_attempts for r in requests],
@@ -483,7 +481,7 @@ class Repository:
             QUERIES["enqueue_many"],
             [r.queue for r in requests],
             [r.task for r in requests],
-            [_encode(r.payload) for r in requests],
+            [jsonb_text(r.payload, "payload") for r in requests],
             [r.priority for r in requests],
             [r.run_at for r in requests],
             [r.max_attempts for r in requests],
@@ -687,7 +685,7 @@ class Repository:
             [d.task for d in definitions],
             [d.cron for d in definitions],
             [d.time_zone for d in definitions],
-            [_encode(d.payload) for d in definitions],
+            [jsonb_text(d.payload, "payload") for d in definitions],
             [d.priority for d in definitions],
             [d.max_attempts for d in definitions],
             [d.starting_deadline_seconds for d in definitions],

@@ -23,13 +23,28 @@ SELECT version FROM workerfleet.schema_migrations ORDER BY version;
 INSERT INTO workerfleet.schema_migrations (version) VALUES ($1);
 
 -- enqueue_many --
--- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds, $9 trace contexts (JSON text); returns one id per element, in order.
+-- A batch in order, parallel arrays: $1 queues, $2 tasks, $3 payloads (JSON text: a list payload would read as an array dimension), $4 priorities, $5 run_ats, $6 max_attempts (NULL: the claiming worker's), $7 unique_keys, $8 delays_seconds, $9 trace contexts (JSON text); returns one id per element, in order. The keys are locked first, in one order, so batches sharing keys never deadlock.
+-- Every key's lock is taken first, in one global order (of its hash): a key
+-- being inserted by another open transaction makes the insert wait for it, so
+-- two batches holding the same new keys in different orders would each wait on
+-- the other (a deadlock) if they took them in their own order.
+WITH keys_locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(k.lock_key)) AS keys
+    FROM (
+        SELECT DISTINCT hashtextextended(
+            'workerfleet.unique_key/' || u.queue || '/' || u.unique_key, 0
+        ) AS lock_key
+        FROM unnest($1::text[], $7::text[]) AS u(queue, unique_key)
+        WHERE u.queue IS NOT NULL AND u.unique_key IS NOT NULL
+        ORDER BY 1
+    ) AS k
+)
 SELECT workerfleet.enqueue(
     r.queue, r.task, r.payload::jsonb, r.priority,
     coalesce(r.run_at, now() + make_interval(secs => r.delay_seconds)),
     r.max_attempts, r.unique_key, r.trace_context::jsonb
 ) AS id
-FROM unnest(
+FROM keys_locked, unnest(
     $1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
     $6::integer[], $7::text[], $8::float8[], $9::text[]
 ) WITH ORDINALITY AS r(

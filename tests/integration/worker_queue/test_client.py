@@ -38,6 +38,16 @@ async def test_client_refuses_bad_input_naming_the_field(connector: Connector) -
         with pytest.raises(InvalidJobError) as bad_queue:
             await client.enqueue("Emails!", "send")
         assert bad_queue.value.field == "queue"
+        with pytest.raises(InvalidJobError) as bad_payload:
+            await client.enqueue("emails", "send", {"body": "nul\x00"})
+        assert bad_payload.value.field == "payload"
+    connection = await asyncpg.connect(connector.dsn)
+    try:
+        with pytest.raises(InvalidJobError) as on_connection:
+            await enqueue_on(connection, make_request("orders", "ship", [float("nan")]))
+        assert on_connection.value.field == "payload"
+    finally:
+        await connection.close()
 
 
 async def test_enqueue_on_follows_the_callers_transaction(

@@ -183,6 +183,21 @@ async def test_invalid_arguments_name_the_field(repo: Repository) -> None:
     with pytest.raises(InvalidJobError) as listed:
         await repo.enqueue_many([EnqueueRequest("q", "t"), EnqueueRequest("Q!", "t")])
     assert listed.value.field == "queue"
+    # Payloads that JSON allows and jsonb refuses, each refused before the round trip.
+    for payload in ({"text": "a\x00b"}, [float("nan")], {"x": float("inf")}, {"k": {1, 2}}):
+        for requests in (
+            [EnqueueRequest("q", "t", payload)],
+            [EnqueueRequest("q", "t", payload)] * 2,
+        ):
+            with pytest.raises(InvalidJobError) as unstorable:
+                await repo.enqueue_many(requests)
+            assert unstorable.value.field == "payload", payload
+    assert await repo.list_jobs() == []
+    # A backslash before "u0000" is text, not a NUL: stored as given.
+    escaped = await repo.enqueue("q", "t", {"text": "\\u0000"})
+    job = await repo.get_job(escaped)
+    assert job is not None
+    assert job.payload == {"text": "\\u0000"}
 
 
 async def test_enqueue_notifies_the_queue_name(repo: Repository, connector: Connector) -> None:

@@ -91,3 +91,9 @@ async def too_slow(ctx: JobContext, payload: Any) -> None:
 @task()
 async def refuse(ctx: JobContext, payload: Any) -> None:
     raise PermanentError(f"payload {payload!r} can never work")
+
+
+@task()
+async def unstorable_result(ctx: JobContext, payload: Any) -> Any:
+    """A result jsonb refuses: a NUL character (``"nul"``) or NaN (``"nan"``)."""
+    return {"text": "a\x00b"} if payload == "nul" else [float("nan")]

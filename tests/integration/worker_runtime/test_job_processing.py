@@ -348,3 +348,29 @@ async def test_a_command_past_the_job_timeout_is_killed_and_the_job_failed(
         return False
 
     await eventually(gone, "the timed-out program to be killed")
+
+
+async def test_a_result_jsonb_cannot_store_fails_its_job_and_no_other(
+    repository: Repository, db: asyncpg.Connection, queue_dsn: str, workers: list[Worker]
+) -> None:
+    # Written as completions, these results would fail their batch of completions
+    # with them, and be retried as if the database were down.
+    workers.append(Worker(queue_dsn, concurrency=8).start())
+    nul = await repository.enqueue(QUEUE, "unstorable_result", "nul", max_attempts=1)
+    nan = await repository.enqueue(QUEUE, "unstorable_result", "nan", max_attempts=1)
+    fine = await repository.enqueue_many(
+        [EnqueueRequest(QUEUE, "echo", {"n": n}) for n in range(50)]
+    )
+    await eventually(lambda: _is(db, nul, "dead"), "the NUL result's job to be dead")
+    await eventually(lambda: _is(db, nan, "dead"), "the NaN result's job to be dead")
+    assert "result: holds a NUL character" in (await _job(db, nul))["last_error"]
+    assert "result: is not storable as JSON" in (await _job(db, nan))["last_error"]
+
+    async def all_fine() -> bool:
+        done = await db.fetchval(
+            "SELECT count(*) FROM workerfleet.jobs WHERE id = any($1) AND state = 'succeeded'",
+            fine,
+        )
+        return bool(done == len(fine))
+
+    await eventually(all_fine, "the other jobs to succeed")
