@@ -36,8 +36,12 @@ k8s-bin: ## Build (or reuse the cached) etcd, kube-apiserver, controller-manager
 promtool: ## Build (or reuse the cached) promtool, which tests the chart's alert rules
 	@bash localcluster/build-tools.sh promtool >/dev/null
 
+.PHONY: keda-bin
+keda-bin: ## Build (or reuse the cached) KEDA operator and metrics adapter, for bench-scale and its test (about 11 minutes cold)
+	@bash localcluster/build-tools.sh keda >/dev/null
+
 .PHONY: setup
-setup: venv k8s-bin promtool ## Everything needed to run the tests and the demo
+setup: venv k8s-bin promtool ## Everything needed to run the tests and the demo (KEDA's test skips unless `make keda-bin` ran)
 
 .PHONY: lint
 lint: venv ## ruff and mypy --strict
@@ -99,7 +103,7 @@ bench-worker: venv ## Queue benchmark vs PgQueuer and procrastinate (prints figu
 
 BENCH_SCALE_ARGS ?=
 .PHONY: bench-scale
-bench-scale: setup ## Autoscaling on the local cluster beside KEDA's computed figures (about 15 minutes)
+bench-scale: setup ## Autoscaling on the local cluster: workerfleet beside a real KEDA (built if missing), same pods and queue (about 2 hours)
 	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
 .PHONY: bench-prune
 bench-prune: venv ## Claim and completion latency while retention prunes 100,000 jobs, per batch size (prints figures)

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name, pid in cluster.status().items():
         print(f"{name:<24} {'running pid ' + str(pid) if pid else 'stopped'}")
+    for name in cluster.add_ons():
+        pid = cluster.process(name).pid()
+        print(f"{name:<24} {'running pid ' + str(pid) if pid else 'stopped'} (add-on)")
     print(f"{'kubeconfig':<24} {cluster.kubeconfig}")
     return 0
 

@@ -8,7 +8,8 @@
 # copies those directives, which makes the build resolve exactly the module
 # graph upstream releases with.
 #
-# Usage: build-tools.sh keda|promtool...   prints one bin dir per tool on stdout.
+# Usage: build-tools.sh [--cached] keda|promtool...   prints one bin dir per tool on
+# stdout. With --cached nothing is built: exit code 3 when a tool is not in the cache.
 set -euo pipefail
 
 KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
@@ -18,7 +19,10 @@ CACHE_ROOT="${WORKERFLEET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/workerfleet}"
 log() { printf '[tools-bin] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-[[ $# -gt 0 ]] || die "usage: $0 keda|promtool..."
+cached_only=""
+if [[ "${1:-}" == "--cached" ]]; then cached_only=1; shift; fi
+[[ $# -gt 0 ]] || die "usage: $0 [--cached] keda|promtool..."
+not_cached() { log "$1 is not built in $2 (build it with: $0 $1)"; exit 3; }
 
 work=""
 cleanup() { [[ -z "$work" ]] || rm -rf "$work"; }
@@ -82,6 +86,7 @@ build_keda() {
     echo "$bin_dir"
     return
   fi
+  [[ -z "$cached_only" ]] || not_cached keda "$bin_dir"
   local start=$SECONDS moddir
   log "building keda $KEDA_VERSION into $bin_dir (cold build: about 11 minutes on 2 cores)"
   mkdir -p "$bin_dir"
@@ -111,6 +116,7 @@ build_promtool() {
     echo "$bin_dir"
     return
   fi
+  [[ -z "$cached_only" ]] || not_cached promtool "$bin_dir"
   local start=$SECONDS moddir
   log "building promtool $PROMETHEUS_VERSION into $bin_dir (cold build: about 9 minutes on 2 cores)"
   mkdir -p "$bin_dir"

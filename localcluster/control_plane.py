@@ -185,13 +185,27 @@ class LocalCluster:
             "node-agent": self._start_node_agent,
         }
         for name in COMPONENTS:
+            # An apiserver started by an older checkout lacks the aggregation layer.
+            if name == "kube-apiserver" and not self._apiserver_current():
+                self.process(name).stop()
             if not self.process(name).is_running():
                 starters[name]()
             if name == "kube-apiserver":
                 self._wait_apiserver_ready()
         self._wait_cluster_ready()
 
+    def add_ons(self) -> list[str]:
+        """Processes started beside the components under this state directory (KEDA's, by
+        localcluster.keda): every pid file that is not a component's."""
+        if not self.pid_dir.exists():
+            return []
+        names = sorted(path.stem for path in self.pid_dir.glob("*.pid"))
+        return [name for name in names if name not in COMPONENTS]
+
     def down(self) -> None:
+        # Add-ons first: they talk to the apiserver until they stop.
+        for name in self.add_ons():
+            self.process(name).stop()
         for name in reversed(COMPONENTS):
             self.process(name).stop()
         # Pod processes of an agent that died without cleaning up.
@@ -271,10 +285,39 @@ class LocalCluster:
                 f"--audit-log-path={self.audit_log}",
                 f"--audit-log-maxsize={AUDIT_LOG_MAX_MEGABYTES}",
                 "--audit-log-maxbackup=1",
+                *self._aggregation_layer_flags(),
                 "--profiling=false",
                 "--v=1",
             ],
         )
+
+    def _aggregation_layer_flags(self) -> list[str]:
+        """What a real cluster's apiserver has for extension apiservers (an APIService
+        backed by a Service, such as KEDA's metrics adapter): it proxies to them with the
+        front-proxy client certificate and names the user in X-Remote-* headers, and
+        publishes the CA and header names in kube-system/extension-apiserver-authentication
+        so the extension apiserver can trust those headers."""
+        p = self.pki.path
+        return [
+            f"--requestheader-client-ca-file={self.pki.front_proxy_ca_cert}",
+            f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p(pki.FRONT_PROXY_CLIENT + '.crt')}",
+            f"--proxy-client-key-file={p(pki.FRONT_PROXY_CLIENT + '.key')}",
+        ]
+
+    def _apiserver_current(self) -> bool:
+        return not self.process("kube-apiserver").is_running() or self.serves_aggregation_layer()
+
+    def serves_aggregation_layer(self) -> bool:
+        """Whether the running apiserver was started with the aggregation-layer flags (one
+        started by an older checkout was not)."""
+        pid = self.process("kube-apiserver").pid()
+        if pid is None:
+            return False
+        return b"--proxy-client-cert-file=" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
     def _control_loop_argv(self, binary: str, kubeconfig_file: str) -> list[str]:
         """What the controller-manager and the scheduler share: one kubeconfig for every

@@ -1,21 +1,27 @@
 """Certificates and keys for the local control plane.
 
 A cluster CA, the apiserver's serving certificate, one client certificate per
-identity (admin, controller-manager, scheduler, node agent) and the service
-account signing key pair. Written once per state directory and reused.
+identity (admin, controller-manager, scheduler, node agent), the service account
+signing key pair, and the aggregation layer's own CA with the client certificate the
+apiserver presents when it proxies to an extension apiserver (``front-proxy-*``, as
+kubeadm names them). Written once per state directory and reused.
+
+:func:`write_ca` and :func:`write_leaf` make any other small PKI the same way (KEDA's,
+a test's extension apiserver).
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 CERT_VALIDITY_DAYS = 365
 APISERVER_DNS_NAMES = (
@@ -27,6 +33,13 @@ APISERVER_DNS_NAMES = (
 )
 # The first address of --service-cluster-ip-range is the `kubernetes` Service.
 APISERVER_IPS = ("127.0.0.1", "10.0.0.1")
+# The aggregation layer: extension apiservers trust requests proxied by the apiserver
+# when they carry a client certificate of this CA with this name
+# (--requestheader-client-ca-file, --requestheader-allowed-names).
+FRONT_PROXY_CA = "front-proxy-ca"
+FRONT_PROXY_CLIENT = "front-proxy-client"
+SERVER_AUTH = (ExtendedKeyUsageOID.SERVER_AUTH,)
+CLIENT_AUTH = (ExtendedKeyUsageOID.CLIENT_AUTH,)
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,14 @@ SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 NODE_NAME = "workerfleet-node"
 NODE_AGENT = ClientIdentity("node-agent", f"system:node:{NODE_NAME}", ("system:nodes",))
 CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, NODE_AGENT)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA's key and certificate, loaded to sign leaves."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -82,6 +103,68 @@ def _builder(
     )
 
 
+def write_ca(directory: Path, stem: str, common_name: str) -> None:
+    """A self-signed CA as ``<stem>.crt`` and ``<stem>.key``."""
+    key = _new_key()
+    name = _name(common_name)
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(directory / f"{stem}.key", key)
+    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def load_ca(directory: Path, stem: str) -> Authority:
+    key = serialization.load_pem_private_key((directory / f"{stem}.key").read_bytes(), None)
+    cert = x509.load_pem_x509_certificate((directory / f"{stem}.crt").read_bytes())
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return Authority(key, cert)
+
+
+def write_leaf(
+    directory: Path,
+    stem: str,
+    authority: Authority,
+    identity: ClientIdentity | str,
+    usages: Sequence[ObjectIdentifier],
+    dns_names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> None:
+    """A certificate signed by ``authority`` as ``<stem>.crt`` and ``<stem>.key``: the
+    subject is the identity's user and groups (or just a common name), the extended key
+    usages ``usages``, the subject alternative names ``dns_names`` and ``ips``."""
+    key = _new_key()
+    subject = (
+        _name(identity) if isinstance(identity, str) else _name(identity.user, identity.groups)
+    )
+    builder = _builder(subject, authority.cert.subject, key.public_key()).add_extension(
+        x509.ExtendedKeyUsage(list(usages)), critical=False
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(authority.key, hashes.SHA256())
+    _write_key(directory / f"{stem}.key", key)
+    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
 class ClusterPKI:
     """The files of the cluster's PKI under ``directory``."""
 
@@ -95,76 +178,40 @@ class ClusterPKI:
     def ca_cert(self) -> Path:
         return self.path("ca.crt")
 
+    @property
+    def front_proxy_ca_cert(self) -> Path:
+        return self.path(f"{FRONT_PROXY_CA}.crt")
+
     def ensure(self) -> None:
-        """Create whatever is missing; never replaces what exists."""
+        """Create whatever is missing; never replaces what exists (a state directory made
+        before the front-proxy files existed gets them added)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.ca_cert.exists():
-            self._write_ca()
-        ca_key = serialization.load_pem_private_key(self.path("ca.key").read_bytes(), None)
-        ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+            write_ca(self.directory, "ca", "workerfleet-local-ca")
+        ca = load_ca(self.directory, "ca")
         if not self.path("apiserver.crt").exists():
-            self._write_serving_cert(ca_key, ca_cert)
+            write_leaf(
+                self.directory,
+                "apiserver",
+                ca,
+                "kube-apiserver",
+                SERVER_AUTH,
+                APISERVER_DNS_NAMES,
+                APISERVER_IPS,
+            )
         for identity in CLIENT_IDENTITIES:
             if not self.path(f"{identity.stem}.crt").exists():
-                self._write_client_cert(identity, ca_key, ca_cert)
+                write_leaf(self.directory, identity.stem, ca, identity, CLIENT_AUTH)
         if not self.path("sa.key").exists():
             self._write_service_account_keys()
-
-    def _write_ca(self) -> None:
-        key = _new_key()
-        name = _name("workerfleet-local-ca")
-        cert = (
-            _builder(name, name, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+        if not self.front_proxy_ca_cert.exists():
+            write_ca(self.directory, FRONT_PROXY_CA, "workerfleet-local-front-proxy-ca")
+            self.path(f"{FRONT_PROXY_CLIENT}.crt").unlink(missing_ok=True)
+        if not self.path(f"{FRONT_PROXY_CLIENT}.crt").exists():
+            front_proxy = load_ca(self.directory, FRONT_PROXY_CA)
+            write_leaf(
+                self.directory, FRONT_PROXY_CLIENT, front_proxy, FRONT_PROXY_CLIENT, CLIENT_AUTH
             )
-            .sign(key, hashes.SHA256())
-        )
-        _write_key(self.path("ca.key"), key)
-        self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    def _write_serving_cert(
-        self, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
-    ) -> None:
-        key = _new_key()
-        names: list[x509.GeneralName] = [x509.DNSName(name) for name in APISERVER_DNS_NAMES]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in APISERVER_IPS]
-        cert = (
-            _builder(_name("kube-apiserver"), ca_cert.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_key(self.path("apiserver.key"), key)
-        self.path("apiserver.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    def _write_client_cert(
-        self,
-        identity: ClientIdentity,
-        ca_key: ec.EllipticCurvePrivateKey,
-        ca_cert: x509.Certificate,
-    ) -> None:
-        key = _new_key()
-        cert = (
-            _builder(_name(identity.user, identity.groups), ca_cert.subject, key.public_key())
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_key(self.path(f"{identity.stem}.key"), key)
-        self.path(f"{identity.stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def _write_service_account_keys(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
