@@ -37,7 +37,12 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
 STATE_DIR_VARIABLE = "WORKERFLEET_CLUSTER_DIR"
 APISERVER_READY_TIMEOUT_SECONDS = 90.0
 CLUSTER_READY_TIMEOUT_SECONDS = 90.0
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Room for a metrics Service per pool of `make bench-operator` (1,000 pools) and then some;
+# a /24 ran out at 253 Services.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
+# A state directory made with a smaller range keeps it in its default ServiceCIDR (the API
+# server does not widen it); this extra ServiceCIDR adds the rest.
+SERVICE_CIDR_NAME = "localcluster-services"
 # Writes by service accounts (pods' in-cluster clients) are audited: the tests tell which
 # pod wrote what from the bound token's pod name in each event.
 AUDIT_POLICY = """\
@@ -190,6 +195,7 @@ class LocalCluster:
             if name == "kube-apiserver":
                 self._wait_apiserver_ready()
         self._wait_cluster_ready()
+        self._ensure_service_range()
 
     def down(self) -> None:
         for name in reversed(COMPONENTS):
@@ -392,6 +398,22 @@ class LocalCluster:
                 return
             time.sleep(0.5)
         raise ClusterError(f"cluster not ready after {CLUSTER_READY_TIMEOUT_SECONDS:.0f}s: {last}")
+
+    def _ensure_service_range(self) -> None:
+        """Services get addresses from SERVICE_CLUSTER_IP_RANGE, whatever range the state
+        directory was first made with."""
+        default = self.kubectl(
+            "get", "servicecidr", "kubernetes", "-o", "jsonpath={.spec.cidrs}", check=False
+        )
+        if default.returncode != 0 or SERVICE_CLUSTER_IP_RANGE in default.stdout:
+            return
+        manifest = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "ServiceCIDR",
+            "metadata": {"name": SERVICE_CIDR_NAME},
+            "spec": {"cidrs": [SERVICE_CLUSTER_IP_RANGE]},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
     # -- kubeconfigs ---------------------------------------------------------
 
