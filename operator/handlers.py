@@ -117,7 +117,7 @@ def _child_of(namespace: str | None, meta: Mapping[str, Any], memo: Any) -> tupl
 
 
 @kopf.index("pods", labels=MANAGED)
-def worker_pods(
+async def worker_pods(
     namespace: str | None,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -146,7 +146,7 @@ async def worker_pod_event(
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def worker_deployments(
+async def worker_deployments(
     namespace: str | None,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -159,7 +159,7 @@ def worker_deployments(
 
 
 @kopf.index("v1", "services", labels=MANAGED)
-def metrics_services(
+async def metrics_services(
     namespace: str | None, meta: Mapping[str, Any], memo: Any, **_: Any
 ) -> dict[tuple[str, str], ServiceView] | None:
     key = _child_of(namespace, meta, memo)
@@ -167,7 +167,7 @@ def metrics_services(
 
 
 @kopf.on.event(*WORKERPOOLS)
-def pool_event(
+async def pool_event(
     event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **kwargs: Any
 ) -> None:
     """Which pools exist and their latest bodies; whether our status writes come back."""

@@ -55,7 +55,7 @@ def outbox_key(namespace: str, name: str) -> str:
 
 
 @kopf.index(*WORKERPOOLS)
-def pool_refs(
+async def pool_refs(
     namespace: str | None,
     name: str,
     uid: str,
@@ -67,7 +67,7 @@ def pool_refs(
 
 
 @kopf.index(*MONITORS)
-def monitor_refs(
+async def monitor_refs(
     namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
 ) -> dict[str, MonitorRef] | None:
     """The namespace's Monitors that can run: who recovers a pool several of them select."""

@@ -171,7 +171,7 @@ def pool_deleted(memo: Any) -> bool:
 
 
 @kopf.on.event(*WORKERPOOLS)
-def pool_gone(event: Mapping[str, Any], memo: Any, **_: Any) -> None:
+async def pool_gone(event: Mapping[str, Any], memo: Any, **_: Any) -> None:
     """Tell the pool's daemon that the pool is gone.
 
     kopf stops a daemon when it sees the object's deletionTimestamp, but a pool
