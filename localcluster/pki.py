@@ -1,7 +1,7 @@
 """Certificates and keys for the local control plane.
 
 A cluster CA, the apiserver's serving certificate, one client certificate per
-identity (admin, controller-manager, scheduler, node agent) and the service
+identity (admin, controller-manager, scheduler, node agent, operator) and the service
 account signing key pair. Written once per state directory and reused.
 """
 
@@ -43,7 +43,9 @@ CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controlle
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 NODE_NAME = "workerfleet-node"
 NODE_AGENT = ClientIdentity("node-agent", f"system:node:{NODE_NAME}", ("system:nodes",))
-CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, NODE_AGENT)
+# The operator run by `make bench-operator`: its own user, so the audit log tells its requests.
+OPERATOR = ClientIdentity("operator", "workerfleet-operator", ("system:masters",))
+CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, NODE_AGENT, OPERATOR)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

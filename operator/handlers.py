@@ -25,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from workerfleet.operator import builders, incarnations, metrics
+from workerfleet.operator import builders, incarnations, metrics, schedule_timer
 from workerfleet.operator.kopf_glue import WORKERPOOLS, in_namespace, runtime_of
 from workerfleet.operator.pool_sync import PoolCall, Trigger, timed_sync
 from workerfleet.operator.runtime import Indexes, PoolEntry, PoolKey, Runtime
@@ -181,7 +181,9 @@ async def pool_event(
         metrics.forget_pool(*pool)
         runtime.forget_pool(pool)
         return
-    runtime.pool_seen(pool, body)
+    entry = runtime.pool_seen(pool, body)
+    if entry.schedules is None:
+        schedule_timer.attach(runtime, pool, entry)
     activity.event(key)
     activity.observed(key, body.get("status") or {})
 
@@ -200,6 +202,7 @@ async def reconcile_pool(
     entry = runtime.pools.get(key)
     if entry is None or entry.uid != body.get("metadata", {}).get("uid"):
         entry = runtime.pool_seen(key, body)
+        schedule_timer.attach(runtime, key, entry)
     metrics.POOL_SYNCS.labels(trigger="spec").inc()
     problem = await timed_sync("WorkerPool", pool_call(runtime, key, entry, True), "spec")
     if problem is not None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from workerfleet.operator import metrics, scale_in, scaling
 from workerfleet.operator.apply_backoff import ApplyFailures
@@ -44,7 +44,15 @@ PoolWork = Callable[["Runtime", PoolKey, Work], Awaitable[None]]
 """Syncs one pool for the work its triggers asked (``handlers.run_pool_work``)."""
 MonitorRun = Callable[["Runtime", PoolKey], Coroutine[Any, Any, None]]
 """Runs one Monitor whose interval is due (``monitor.run_due``)."""
-POOL, MONITOR = "pool", "monitor"
+ScheduleRun = Callable[["Runtime", PoolKey], Coroutine[Any, Any, None]]
+"""Runs one step of a pool's spec.schedules (``schedule_timer.run_due``)."""
+POOL, MONITOR, SCHEDULES = "pool", "monitor", "schedules"
+
+
+class Schedules(Protocol):
+    """A pool's spec.schedules state (``schedule_timer.PoolScheduler``)."""
+
+    async def close(self) -> None: ...
 
 
 def _no_index() -> Mapping[Any, Any]:
@@ -83,10 +91,12 @@ class Runtime:
     indexes: Indexes = field(default_factory=Indexes)
     pool_work: PoolWork | None = None
     monitor_run: MonitorRun | None = None
+    schedules_run: ScheduleRun | None = None
     triggers: Triggers = field(init=False)
     scheduler: Scheduler = field(init=False)
     rounds: StatsRounds = field(init=False)
-    _monitor_tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    """Monitor runs, schedule steps and clean-ups under way."""
 
     def __post_init__(self) -> None:
         self.triggers = Triggers(self._work)
@@ -108,14 +118,21 @@ class Runtime:
             # Its first sync comes from kopf's create/resume handler; this is the safety net.
             self.scheduler.earliest((POOL, key), time.monotonic() + FIRST_SYNC_GRACE_SECONDS)
             metrics.SCHEDULED_OBJECTS.labels(kind=POOL).set(len(self.pools))
-        else:
-            entry.body = dict(body)
+            return entry
+        generation = body.get("metadata", {}).get("generation")
+        if generation != entry.body.get("metadata", {}).get("generation"):
+            self.scheduler.set((SCHEDULES, key), time.monotonic())  # the schedules may differ
+        entry.body = dict(body)
         return entry
 
     def forget_pool(self, key: PoolKey) -> None:
-        """The pool is gone: nothing of it is due, poked, listened to or read any more."""
-        self.pools.pop(key, None)
+        """The pool is gone: nothing of it is due, poked, listened to or read any more, and its
+        schedules leave the database."""
+        entry = self.pools.pop(key, None)
         self.scheduler.remove((POOL, key))
+        self.scheduler.remove((SCHEDULES, key))
+        if entry is not None and entry.schedules is not None:
+            self._spawn(entry.schedules.close(), f"forget the schedules of {key}")
         self.queue_events.unsubscribe(key)
         self.rounds.detach(key)
         self.triggers.forget(key)
@@ -166,9 +183,14 @@ class Runtime:
         if kind == POOL and object_key in self.pools:
             self.triggers.poke(object_key, "due")
         elif kind == MONITOR and object_key in self.monitors and self.monitor_run is not None:
-            task = asyncio.create_task(self.monitor_run(self, object_key), name=f"monitor {key}")
-            self._monitor_tasks.add(task)
-            task.add_done_callback(self._monitor_tasks.discard)
+            self._spawn(self.monitor_run(self, object_key), f"monitor {object_key}")
+        elif kind == SCHEDULES and object_key in self.pools and self.schedules_run is not None:
+            self._spawn(self.schedules_run(self, object_key), f"schedules {object_key}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _work(self, key: Hashable, work: Work) -> None:
         pool = cast(PoolKey, key)  # triggers are keyed by pool
@@ -191,9 +213,9 @@ class Runtime:
 
     async def close(self) -> None:
         await self.scheduler.close()
-        for task in list(self._monitor_tasks):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._monitor_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.triggers.close()
         await self.rounds.close()
         await self.queue_events.close()
@@ -262,6 +284,7 @@ class PoolEntry:
     body: dict[str, Any]
     """The WorkerPool as the watch last showed it."""
     state: PoolState
+    schedules: Schedules | None = None
 
     @property
     def uid(self) -> str | None:

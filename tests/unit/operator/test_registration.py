@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from workerfleet.operator import handlers, kopf_glue, main, monitor, schedule_daemon
+from workerfleet.operator import handlers, kopf_glue, main, monitor
 
 # Read as plain data: kopf types its registry for registering, not for reading back.
 REGISTRY: Any = kopf.get_default_registry()
@@ -32,14 +32,11 @@ def test_workerpools_are_reconciled_on_create_resume_and_spec_updates_only() -> 
     assert len(REGISTRY._changing.get_all_handlers()) == len(reconciles)
 
 
-def test_no_kopf_timer_runs_per_object_and_nothing_holds_a_finalizer() -> None:
-    """Pools and Monitors are timed by the operator's one scheduler: kopf's only spawned
-    handler is the schedules daemon, which stops on its pool's DELETED event."""
-    spawned = {h.fn: h for h in REGISTRY._spawning.get_all_handlers()}
-    assert set(spawned) == {schedule_daemon.pool_schedules}
-    assert resource_of(spawned[schedule_daemon.pool_schedules]) == kopf_glue.WORKERPOOLS
+def test_no_kopf_timer_or_daemon_runs_per_object_and_nothing_holds_a_finalizer() -> None:
+    """Pools, their schedules and Monitors are timed by the operator's one scheduler, so
+    kopf spawns nothing per object and never puts its finalizer on one."""
+    assert REGISTRY._spawning.get_all_handlers() == []
     # Deleting a pool, a Monitor or their namespace never waits for the operator.
-    assert not any(h.requires_finalizer for h in spawned.values())
     assert not any(h.requires_finalizer for h in REGISTRY._changing.get_all_handlers())
 
 
