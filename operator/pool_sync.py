@@ -168,6 +168,8 @@ async def sync_pool(
     async with call.state.lock:
         now = time.monotonic()
         call.state.synced_at = now
+        if call.write_status:
+            call.state.refreshed_at = now
         flush_scale_events(call, now)
         parsed = parse(call)
         queue = await read_queue(call, parsed.spec, notified_at)
@@ -515,9 +517,10 @@ def schedule_next(
         flush_at = events.posted_at + events.interval_seconds
     in_flight = scaling_state.in_flight
     grace = refresh.grace_ends_in(observation.pods, observation.short_since, observation.now)
+    refreshed_at = call.state.refreshed_at if call.state.refreshed_at is not None else now
     due = refresh.next_due(
         now,
-        now + runtime.settings.status_resync_interval,
+        refreshed_at + runtime.settings.status_resync_interval,
         poll_at,
         decision.reconsider_at if decision is not None else None,
         flush_at,

@@ -265,6 +265,8 @@ class PoolState:
     short_since: datetime | None = None
     synced_at: float | None = None
     """When the last sync started (monotonic)."""
+    refreshed_at: float | None = None
+    """When the last sync that may write the status started (the backstop counts from it)."""
     written_at: float | None = None
     """When this process last wrote the pool's status (monotonic)."""
     written: dict[str, Any] | None = None
