@@ -91,7 +91,9 @@ async def run_pool_work(runtime: Runtime, key: PoolKey, work: Work) -> None:
     if entry is None:
         return  # deleted meanwhile
     label, trigger = sync_trigger(work)
-    write = runtime.settings.status_refresh == "events" or label == "due"
+    if label == "due" and entry.state.due_is_backstop:
+        label = "backstop"
+    write = runtime.settings.status_refresh == "events" or label in ("due", "backstop")
     metrics.POOL_SYNCS.labels(trigger=label).inc()
     await timed_sync("WorkerPoolSync", pool_call(runtime, key, entry, write), trigger, work.since)
 

@@ -67,7 +67,9 @@ POOL_SYNCS = Counter(
     f"{PREFIX}_pool_syncs_total",
     "Syncs of WorkerPools by what asked for them: spec, notify (a NOTIFY on the queue), queue "
     "(the stats round saw the figures change), children (pods, Deployment or Service "
-    "changed), due (the pool's time in the scheduler: poll interval, backstop, retries)",
+    "changed), due (the pool's time in the scheduler for what changes with time: poll "
+    "interval, end of a scale-up period, a held status write, an apply's retry, a pod's "
+    "start-up grace), backstop (the backstop resync, nothing else being due sooner)",
     ["trigger"],
 )
 STATUS_WRITES = Counter(

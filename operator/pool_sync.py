@@ -518,9 +518,10 @@ def schedule_next(
     in_flight = scaling_state.in_flight
     grace = refresh.grace_ends_in(observation.pods, observation.short_since, observation.now)
     refreshed_at = call.state.refreshed_at if call.state.refreshed_at is not None else now
+    backstop = refreshed_at + runtime.settings.status_resync_interval
     due = refresh.next_due(
         now,
-        refreshed_at + runtime.settings.status_resync_interval,
+        backstop,
         poll_at,
         decision.reconsider_at if decision is not None else None,
         flush_at,
@@ -529,6 +530,7 @@ def schedule_next(
         now + grace if grace is not None else None,
         write_at,
     )
+    call.state.due_is_backstop = due >= backstop
     runtime.scheduler.set((POOL, call.key), due)
 
 

@@ -267,6 +267,9 @@ class PoolState:
     """When the last sync started (monotonic)."""
     refreshed_at: float | None = None
     """When the last sync that may write the status started (the backstop counts from it)."""
+    due_is_backstop: bool = False
+    """The pool's due time in the scheduler is the backstop resync (nothing else was due
+    sooner): its sync counts as ``backstop``, not ``due``."""
     written_at: float | None = None
     """When this process last wrote the pool's status (monotonic)."""
     written: dict[str, Any] | None = None
