@@ -74,6 +74,13 @@ DATABASES = ("bench_op_a", "bench_op_b")
 MONITORS = 50
 APPLY_CHUNK = 200
 SETTLE_SECONDS = 15.0
+# After the first syncs, the new Deployments' status settles (the controller-manager) and
+# each change brings pool status writes: "at rest" starts once a window of SETTLE_WINDOW
+# seconds holds at most SETTLE_WRITES_PER_SECOND pool status writes a second, or after
+# SETTLE_TIMEOUT_SECONDS whatever they are.
+SETTLE_WINDOW_SECONDS = 5.0
+SETTLE_WRITES_PER_SECOND = 1.0
+SETTLE_TIMEOUT_SECONDS = 300.0
 REST_SECONDS = 30.0
 SAMPLES = 30
 BATCH = 5
@@ -136,6 +143,11 @@ def metric_sums(text: str) -> dict[str, float]:
 # -- the cluster side -----------------------------------------------------------------------------
 
 
+def secret_name(database: str) -> str:
+    """The Secret holding a database's DSN (Kubernetes names take no underscore)."""
+    return database.replace("_", "-")
+
+
 def pool_manifest(namespace: str, index: int) -> dict[str, Any]:
     return {
         "apiVersion": "workerfleet.dev/v1alpha1",
@@ -148,7 +160,7 @@ def pool_manifest(namespace: str, index: int) -> dict[str, Any]:
         "spec": {
             "image": "workerfleet-worker:bench",
             "queue": f"q{index:04d}",
-            "database": {"secretRef": {"name": DATABASES[index % len(DATABASES)]}},
+            "database": {"secretRef": {"name": secret_name(DATABASES[index % len(DATABASES)])}},
             "replicas": {"min": 0, "max": 2},
             # Never reached: the queue changes of the bench start no worker.
             "scaling": {"activationJobs": 1_000_000},
@@ -169,7 +181,11 @@ def monitor_manifest(namespace: str, index: int) -> dict[str, Any]:
 def apply_all(cluster: LocalCluster, items: list[dict[str, Any]]) -> None:
     for start in range(0, len(items), APPLY_CHUNK):
         listed = {"apiVersion": "v1", "kind": "List", "items": items[start : start + APPLY_CHUNK]}
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(listed), timeout=600)
+        done = cluster.kubectl(
+            "apply", "-f", "-", input=json.dumps(listed), timeout=600, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl apply failed: {done.stderr.strip()}")
 
 
 def database_dsn(cluster: LocalCluster, name: str) -> str:
@@ -196,7 +212,7 @@ def set_up(cluster: LocalCluster, namespace: str, size: int) -> None:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": secret_name(name), "namespace": namespace},
             "stringData": {"dsn": database_dsn(cluster, name)},
         }
         for name in DATABASES
@@ -308,6 +324,8 @@ class Result:
     size: int
     cadence: str
     synced_seconds: float | None = None
+    settled_seconds: float | None = None
+    """How long after SETTLE_SECONDS the pools' status writes took to stop (see settle)."""
     rss_mb: float = 0.0
     cpu_percent: float = 0.0
     api_per_second: float = 0.0
@@ -400,6 +418,7 @@ def run_cadence(
         )
         result.synced_seconds = time.monotonic() - started
         time.sleep(SETTLE_SECONDS)
+        settle(operator, result)
         rest(cluster, operator, result)
         seen = PendingSeen()
         with PoolWatcher(api, namespace, seen):
@@ -424,6 +443,19 @@ def run_cadence(
     return result
 
 
+def settle(operator: OperatorProcess, result: Result) -> None:
+    """Wait until the pools' status writes have (nearly) stopped; see SETTLE_WINDOW_SECONDS."""
+    writes = "workerfleet_operator_status_writes_total{kind=WorkerPool}"
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_TIMEOUT_SECONDS:
+        before = scrape(operator).get(writes, 0.0)
+        time.sleep(SETTLE_WINDOW_SECONDS)
+        rate = (scrape(operator).get(writes, 0.0) - before) / SETTLE_WINDOW_SECONDS
+        if rate <= SETTLE_WRITES_PER_SECOND:
+            break
+    result.settled_seconds = time.monotonic() - started
+
+
 def rest(cluster: LocalCluster, operator: OperatorProcess, result: Result) -> None:
     before, cpu_before, wall = scrape(operator), cpu_seconds(operator.pid), time.time()
     started = time.monotonic()
@@ -442,7 +474,9 @@ def rest(cluster: LocalCluster, operator: OperatorProcess, result: Result) -> No
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
-    result.status_writes_per_second = delta("workerfleet_operator_status_writes_total") / seconds
+    result.status_writes_per_second = (
+        delta("workerfleet_operator_status_writes_total{kind=WorkerPool}") / seconds
+    )
     result.databases = after.get("workerfleet_operator_stats_databases", 0.0)
     queries = delta("workerfleet_operator_stats_queries_total")
     rounds = delta("workerfleet_operator_stats_rounds_total")
@@ -460,7 +494,7 @@ def seconds_text(value: float | None) -> str:
 def print_table(results: list[Result]) -> None:
     print()
     header = (
-        f"{'pools':>6} {'cadence':<8} {'synced s':>9} {'RSS MB':>7} {'CPU %':>6} "
+        f"{'pools':>6} {'cadence':<8} {'synced s':>9} {'settle s':>8} {'RSS MB':>7} {'CPU %':>6} "
         f"{'API req/s':>9} {'status w/s':>10} {'q/db/s':>7} {'q/round':>7} "
         f"{'enqueue p50/p99 s':>18} {'drain p50/p99 s':>16} {'busy API w/s':>12}"
     )
@@ -473,15 +507,19 @@ def print_table(results: list[Result]) -> None:
             for kind in ("enqueue", "drain")
         }
         print(
-            f"{r.size:>6} {r.cadence:<8} {seconds_text(r.synced_seconds):>9} {r.rss_mb:>7.0f} "
+            f"{r.size:>6} {r.cadence:<8} {seconds_text(r.synced_seconds):>9} "
+            f"{seconds_text(r.settled_seconds):>8} {r.rss_mb:>7.0f} "
             f"{r.cpu_percent:>6.1f} {r.api_per_second:>9.2f} {r.status_writes_per_second:>10.2f} "
             f"{r.queries_per_database_second:>7.2f} {seconds_text(r.queries_per_round):>7} "
             f"{fresh['enqueue']:>18} {fresh['drain']:>16} {r.busy_api_writes_per_second:>12.2f}"
         )
     print()
     print(
+        "synced s: until every pool had its first sync; settle s: then until the pools' "
+        "status writes stopped (after the new Deployments' status settled); "
         "API req/s: every request of the operator's user in the kube-apiserver's audit log "
-        f"during {REST_SECONDS:.0f}s at rest; status w/s: its status patches (/metrics); "
+        f"during {REST_SECONDS:.0f}s at rest (the {MONITORS} Monitors' status writes, one per "
+        "run, included); status w/s: its WorkerPool status patches (/metrics); "
         "q/db/s and q/round: stats queries per database per second and per stats round; "
         f"freshness: {JOBS_PER_CHANGE} jobs enqueued (NOTIFY) or cancelled (no NOTIFY) on "
         f"{BATCH} pools at a time, to the pool's status.queue.pending showing it in a watch; "
@@ -504,6 +542,19 @@ def main(argv: list[str] | None = None) -> int:
     cluster.up()
     cluster.ensure_audit_policy()
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/workerpools.workerfleet.dev",
+        "crd/monitors.workerfleet.dev",
+        "--timeout=60s",
+    )
+    # Established comes before discovery serves the new kinds on a fresh cluster.
+    wait_for(
+        "discovery to serve the workerfleet kinds",
+        lambda: cluster.kubectl("get", "workerfleet", "-A", check=False).returncode == 0,
+        timeout=60,
+    )
     asyncio.run(create_databases(cluster))
     api = kube_config.new_client_from_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     RESULTS_FILE.parent.mkdir(exist_ok=True)
