@@ -105,6 +105,10 @@ BENCH_SCALE_ARGS ?=
 .PHONY: bench-scale
 bench-scale: setup ## Autoscaling on the local cluster: workerfleet beside a real KEDA (built if missing), same pods and queue (about 2 hours)
 	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
+BENCH_OPERATOR_ARGS ?=
+.PHONY: bench-operator
+bench-operator: setup ## One operator for 10, 100 and 1,000 pools: RSS, CPU, API traffic at rest, status freshness, old cadence vs new (about 30 minutes)
+	$(BIN)/python bench/bench_operator.py $(BENCH_OPERATOR_ARGS)
 .PHONY: bench-prune
 bench-prune: venv ## Claim and completion latency while retention prunes 100,000 jobs, per batch size (prints figures)
 	$(BIN)/python bench/bench_prune.py

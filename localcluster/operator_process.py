@@ -42,13 +42,21 @@ def console_script(name: str) -> str:
 
 class OperatorProcess:
     """``workerfleet-operator`` serving one namespace, its output appended to ``log_path``,
-    its health and metrics on a free loopback port."""
+    its health and metrics on a free loopback port; ``settings``: more environment
+    (WORKERFLEET_OPERATOR_* variables)."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_path: Path,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self.env = {
             **os.environ,
+            **(settings or {}),
             "KUBECONFIG": str(kubeconfig),
             "WORKERFLEET_OPERATOR_NAMESPACES": namespace,
             "WORKERFLEET_OPERATOR_HEALTH_HOST": LOOPBACK,

@@ -1,9 +1,9 @@
 """Certificates and keys for the local control plane.
 
 A cluster CA, the apiserver's serving certificate, one client certificate per
-identity (admin, controller-manager, scheduler, node agent), the service account
-signing key pair, and the aggregation layer's own CA with the client certificate the
-apiserver presents when it proxies to an extension apiserver (``front-proxy-*``, as
+identity (admin, controller-manager, scheduler, node agent, operator), the service
+account signing key pair, and the aggregation layer's own CA with the client certificate
+the apiserver presents when it proxies to an extension apiserver (``front-proxy-*``, as
 kubeadm names them). Written once per state directory and reused.
 
 :func:`write_ca` and :func:`write_leaf` make any other small PKI the same way (KEDA's,
@@ -56,7 +56,9 @@ CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controlle
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 NODE_NAME = "workerfleet-node"
 NODE_AGENT = ClientIdentity("node-agent", f"system:node:{NODE_NAME}", ("system:nodes",))
-CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, NODE_AGENT)
+# The operator run by `make bench-operator`: its own user, so the audit log tells its requests.
+OPERATOR = ClientIdentity("operator", "workerfleet-operator", ("system:masters",))
+CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, NODE_AGENT, OPERATOR)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@ The Deployment and the ``<pool>-metrics`` Service are built by ``builders.py``
 and compared with what the watch last saw of them (the indexes in
 ``handlers.py``): a child that is missing, carries another spec hash or, for the
 Deployment, was edited by hand (see ``drift.py``) is applied again with
-server-side apply. Nothing is written when nothing changed.
+server-side apply. Nothing is written when nothing changed, and a manifest the
+API server refused is not sent again before its backoff ends (``apply_backoff``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from workerfleet.operator import builders, drift, metrics, models, reasons
+from workerfleet.operator import apply_backoff, builders, drift, metrics, models, reasons
 from workerfleet.operator.errors import ApplyError
 from workerfleet.operator.kopf_glue import post
 from workerfleet.operator.kube import ApiException, api_error_message
@@ -25,16 +27,44 @@ from workerfleet.operator.views import DeploymentView, ServiceView
 INVALID_STATUS_CODES = (400, 422)
 
 
-async def apply(runtime: Runtime, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Server-side apply of ``manifest``; raises :class:`ApplyError`."""
+async def apply(runtime: Runtime, manifest: Mapping[str, Any], state: PoolState) -> dict[str, Any]:
+    """Server-side apply of ``manifest``; raises :class:`ApplyError`, also without sending
+    it while the same manifest's last failure is backed off."""
+    kind, failures, now = manifest["kind"], state.apply_failures, time.monotonic()
+    sent = apply_backoff.fingerprint(manifest)
+    held = failures.held(kind, sent, now)
+    if held is not None:
+        raise ApplyError(held.message, invalid=held.invalid)
     try:
-        return await runtime.kube.apply(manifest)
+        stored = await runtime.kube.apply(manifest)
     except ApiException as error:
-        kind = manifest["kind"]
         message = f"{kind} {manifest['metadata']['name']}: {api_error_message(error)}"
-        raise ApplyError(message, invalid=error.status in INVALID_STATUS_CODES) from None
-    except Exception as error:  # connection trouble: the next tick retries
-        raise ApplyError(f"{manifest['kind']} apply failed: {error}", invalid=False) from None
+        invalid = error.status in INVALID_STATUS_CODES
+    except Exception as error:  # connection trouble: retried after the backoff
+        message, invalid = f"{kind} apply failed: {error}", False
+    else:
+        failures.succeeded(kind)
+        return stored
+    failing = failures.failed(kind, sent, message, invalid, time.monotonic())
+    metrics.APPLY_FAILURES.labels(kind=kind).inc()
+    raise ApplyError(failing.message, invalid=invalid)
+
+
+def built(
+    state: PoolState, kind: str, spec: models.WorkerPoolSpec, replicas: int, owner: builders.Owner
+) -> tuple[dict[str, Any], str]:
+    """The child's manifest and spec hash, built once per parsed spec and replica count:
+    a pool at rest is compared with its children every sync, at no cost."""
+    cached = state.built.get(kind)
+    if cached is not None and cached[0] is spec and cached[1] == replicas:
+        return cached[2], cached[3]
+    if kind == "Deployment":
+        manifest = builders.deployment(spec, owner, replicas)
+    else:
+        manifest = builders.metrics_service(owner)
+    spec_hash = builders.spec_hash(manifest)
+    state.built[kind] = (spec, replicas, manifest, spec_hash)
+    return manifest, spec_hash
 
 
 async def ensure_service_account(
@@ -43,7 +73,7 @@ async def ensure_service_account(
     """The workers' own ServiceAccount exists before a pod needs it."""
     if state.service_account_applied or builders.template_service_account(spec):
         return
-    await apply(runtime, builders.worker_service_account(owner))
+    await apply(runtime, builders.worker_service_account(owner), state)
     state.service_account_applied = True
 
 
@@ -57,13 +87,13 @@ async def ensure_deployment(
     state: PoolState,
 ) -> DeploymentView | None:
     """The Deployment as it is after this call, applied if it was missing or out of date."""
-    manifest = builders.deployment(spec, owner, desired)
-    cause = drift.apply_cause(builders.spec_hash(manifest), desired, live, state.written_generation)
+    manifest, spec_hash = built(state, "Deployment", spec, desired, owner)
+    cause = drift.apply_cause(spec_hash, desired, live, state.written_generation)
     if cause is None:
         return live
     state.service_account_applied = False  # a changed spec re-applies it too
     await ensure_service_account(runtime, spec, owner, state)
-    stored = await apply(runtime, manifest)
+    stored = await apply(runtime, manifest, state)
     meta = stored.get("metadata", {})
     view = DeploymentView.from_body(meta, stored.get("spec", {}), stored.get("status", {}))
     previous_uid = state.deployment_uid or (live.uid if live else None)
@@ -88,7 +118,7 @@ async def ensure_deployment(
             body,
             "Normal",
             reasons.EVENT_DEPLOYMENT_UPDATED,
-            f"Deployment {view.name} updated to spec {builders.spec_hash(manifest)}",
+            f"Deployment {view.name} updated to spec {spec_hash}",
         )
     return view
 
@@ -98,6 +128,7 @@ async def ensure_service(
     spec: models.WorkerPoolSpec,
     owner: builders.Owner,
     live: ServiceView | None,
+    state: PoolState,
 ) -> None:
     """The metrics Service exists exactly when ``spec.metrics.service`` asks for it.
 
@@ -108,6 +139,6 @@ async def ensure_service(
         if live is not None:
             await runtime.kube.delete_service(owner.namespace, live.name)
         return
-    manifest = builders.metrics_service(owner)
-    if live is None or live.spec_hash != builders.spec_hash(manifest):
-        await apply(runtime, manifest)
+    manifest, spec_hash = built(state, "Service", spec, 0, owner)
+    if live is None or live.spec_hash != spec_hash:
+        await apply(runtime, manifest, state)

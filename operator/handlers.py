@@ -1,91 +1,114 @@
 """kopf handlers for WorkerPools: thin, everything decided by pure functions elsewhere.
 
+* ``pool_event`` (every watch event of a WorkerPool): keep its latest body in
+  ``Runtime.pools``, or forget it when it is deleted (nothing of it runs on).
 * ``reconcile_pool`` (create/update of the spec/resume): validate, evaluate the
   scale, apply the Deployment and metrics Service, write status; a spec that
   cannot work ends in ``kopf.PermanentError`` after its condition names the field.
-* ``pool_tick`` (a timer every second): evaluate the scale when the pool's
-  poll interval is due, else refresh the status every few seconds (read the
-  queue, restore a Deployment or Service edited or deleted by hand, roll
-  everything up into status).
-* indexes of the pools' pods, Deployments and Services, so no handler lists them.
+* indexes of the pools' pods, Deployments and Services, so no handler lists them;
+  a change of one brings the pool's status refresh forward.
 * ``worker_pod_event``: a worker container that ended or restarted, or a pod
   gone, has its dead worker incarnations' jobs released at once
   (``incarnations.py``).
 
-All paths run ``pool_sync.sync_pool`` (the named steps of one sync) under the
-pool's lock; so does a NOTIFY on the pool's queue, outside kopf, through the
-call each handler leaves in ``Runtime.scalers``.
+All syncs run ``pool_sync.sync_pool`` (the named steps of one sync) under the
+pool's lock: kopf's spec handlers here, and :func:`run_pool_work` for everything
+the pool's trigger gathered outside kopf (a NOTIFY, changed figures in the
+database's stats round, a changed child, the pool's due time in the operator's
+one scheduler). There is no kopf timer per pool (see ``scheduler.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from workerfleet.operator import builders, incarnations, metrics
-from workerfleet.operator.kopf_glue import NO_INDEX, WORKERPOOLS, in_namespace, runtime_of
-from workerfleet.operator.pool_sync import PoolCall, flush_scale_events, timed_sync
-from workerfleet.operator.runtime import PoolState
+from workerfleet.operator import builders, incarnations, metrics, schedule_timer
+from workerfleet.operator.kopf_glue import WORKERPOOLS, in_namespace, runtime_of
+from workerfleet.operator.pool_sync import PoolCall, Trigger, timed_sync
+from workerfleet.operator.runtime import Indexes, PoolEntry, PoolKey, Runtime
+from workerfleet.operator.triggers import Work
 from workerfleet.operator.views import DeploymentView, PodView, ServiceView, owning_pool
 
-# The timer wakes often but syncs only when due: every STATUS_INTERVAL_SECONDS, or sooner
-# (never more often than MIN_SYNC_INTERVAL_SECONDS) when the pool's pods or Deployment
-# changed, so a crashed worker shows in status within about two seconds.
-TIMER_INTERVAL_SECONDS = 1.0
-STATUS_INTERVAL_SECONDS = 5.0
-MIN_SYNC_INTERVAL_SECONDS = 2.0
 MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
 # kopf passes each index to every handler as a keyword named like the index function.
 PODS_INDEX = "worker_pods"
 DEPLOYMENTS_INDEX = "worker_deployments"
 SERVICES_INDEX = "metrics_services"
+POOL_REFS_INDEX = "pool_refs"
+MONITOR_REFS_INDEX = "monitor_refs"
+# What a sync that serves several triggers counts as (the first that applies).
+TRIGGER_ORDER = ("notify", "queue", "children", "due")
 
 
-def pool_state(memo: Any) -> PoolState:
-    state = memo.get("pool_state")
-    if state is None:
-        state = memo["pool_state"] = PoolState()
-    return state  # type: ignore[no-any-return]
+def keep_indexes(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
+    """Leave kopf's live indexes in the runtime for the syncs run outside kopf."""
+    if runtime.indexes.pods is not kwargs.get(PODS_INDEX, runtime.indexes.pods):
+        runtime.indexes = Indexes(
+            pods=kwargs[PODS_INDEX],
+            deployments=kwargs[DEPLOYMENTS_INDEX],
+            services=kwargs[SERVICES_INDEX],
+            pool_refs=kwargs[POOL_REFS_INDEX],
+            monitor_refs=kwargs[MONITOR_REFS_INDEX],
+        )
+    runtime.pool_work = run_pool_work
 
 
-def pool_call(kwargs: Mapping[str, Any]) -> PoolCall:
-    """The typed arguments of one handler call; also left for NOTIFYs (see ``remember``)."""
-    memo = kwargs["memo"]
-    call = PoolCall(
-        runtime=runtime_of(memo),
-        state=pool_state(memo),
-        body=kwargs["body"],
-        patch=kwargs["patch"],
-        namespace=in_namespace(kwargs["namespace"]),
-        name=kwargs["name"],
-        uid=kwargs["uid"],
-        pods_index=kwargs.get(PODS_INDEX, NO_INDEX),
-        deployments_index=kwargs.get(DEPLOYMENTS_INDEX, NO_INDEX),
-        services_index=kwargs.get(SERVICES_INDEX, NO_INDEX),
+def pool_call(runtime: Runtime, key: PoolKey, entry: PoolEntry, write_status: bool) -> PoolCall:
+    """The typed arguments of one sync of the pool."""
+    namespace, name = key
+    return PoolCall(
+        runtime=runtime,
+        state=entry.state,
+        body=entry.body,
+        namespace=namespace,
+        name=name,
+        uid=entry.uid or "",
+        pods_index=runtime.indexes.pods,
+        deployments_index=runtime.indexes.deployments,
+        services_index=runtime.indexes.services,
+        write_status=write_status,
     )
-    remember(call)
-    return call
 
 
-def remember(call: PoolCall) -> None:
-    """How a NOTIFY evaluates this pool: the same sync, outside kopf (no status patch)."""
-    outside = dataclasses.replace(call, patch=None)
+def sync_trigger(work: Work) -> tuple[str, Trigger]:
+    """What a sync serving ``work`` counts as, and whether it evaluates the scale (pure):
+    a NOTIFY or changed queue figures do; a changed child or the due time refresh the
+    status and evaluate only when the poll interval says so."""
+    label = next((t for t in TRIGGER_ORDER if t in work.triggers), "due")
+    if work.since is not None or label == "notify":
+        return "notify", "notify"
+    if label == "queue":
+        return label, "queue"
+    return label, "status"
 
-    async def scale(since: float) -> None:
-        await timed_sync("WorkerPoolNotify", outside, "notify", since)
 
-    call.runtime.scalers[call.key] = scale
+async def run_pool_work(runtime: Runtime, key: PoolKey, work: Work) -> None:
+    """One sync of a pool for what its trigger gathered (outside kopf)."""
+    entry = runtime.pools.get(key)
+    if entry is None:
+        return  # deleted meanwhile
+    label, trigger = sync_trigger(work)
+    if label == "due" and entry.state.due_is_backstop:
+        label = "backstop"
+    write = runtime.settings.status_refresh == "events" or label in ("due", "backstop")
+    metrics.POOL_SYNCS.labels(trigger=label).inc()
+    await timed_sync("WorkerPoolSync", pool_call(runtime, key, entry, write), trigger, work.since)
+
+
+def _adopt(memo: Any, kwargs: Mapping[str, Any]) -> Runtime:
+    runtime = runtime_of(memo)
+    keep_indexes(runtime, kwargs)
+    return runtime
 
 
 # -- indexes: the pools' children, kept current by the watch ------------------------------------
 
 
 def _child_of(namespace: str | None, meta: Mapping[str, Any], memo: Any) -> tuple[str, str] | None:
-    """The (namespace, pool) a managed child belongs to; marks the pool for an early sync."""
+    """The (namespace, pool) a managed child belongs to; brings the pool's sync forward."""
     runtime = runtime_of(memo)
     runtime.activity.event()
     pool = owning_pool(meta)
@@ -96,7 +119,7 @@ def _child_of(namespace: str | None, meta: Mapping[str, Any], memo: Any) -> tupl
 
 
 @kopf.index("pods", labels=MANAGED)
-def worker_pods(
+async def worker_pods(
     namespace: str | None,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -125,7 +148,7 @@ async def worker_pod_event(
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def worker_deployments(
+async def worker_deployments(
     namespace: str | None,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
@@ -138,7 +161,7 @@ def worker_deployments(
 
 
 @kopf.index("v1", "services", labels=MANAGED)
-def metrics_services(
+async def metrics_services(
     namespace: str | None, meta: Mapping[str, Any], memo: Any, **_: Any
 ) -> dict[tuple[str, str], ServiceView] | None:
     key = _child_of(namespace, meta, memo)
@@ -146,18 +169,23 @@ def metrics_services(
 
 
 @kopf.on.event(*WORKERPOOLS)
-def pool_event(
-    event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **_: Any
+async def pool_event(
+    event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **kwargs: Any
 ) -> None:
-    """Liveness bookkeeping: which pools exist, and whether our status writes come back."""
-    activity = runtime_of(memo).activity
+    """Which pools exist and their latest bodies; whether our status writes come back."""
+    runtime = _adopt(memo, kwargs)
+    activity = runtime.activity
     key = f"{namespace}/{name}"
     body = event.get("object") or {}
+    pool = (in_namespace(namespace), name)
     if event.get("type") == "DELETED":
         activity.gone(key)
-        metrics.forget_pool(in_namespace(namespace), name)
-        runtime_of(memo).forget_pool((in_namespace(namespace), name))
+        metrics.forget_pool(*pool)
+        runtime.forget_pool(pool)
         return
+    entry = runtime.pool_seen(pool, body)
+    if entry.schedules is None:
+        schedule_timer.attach(runtime, pool, entry)
     activity.event(key)
     activity.observed(key, body.get("status") or {})
 
@@ -168,47 +196,16 @@ def pool_event(
 @kopf.on.resume(*WORKERPOOLS)
 @kopf.on.create(*WORKERPOOLS)
 @kopf.on.update(*WORKERPOOLS, field="spec")
-async def reconcile_pool(**kwargs: Any) -> None:
-    problem = await timed_sync("WorkerPool", pool_call(kwargs), "spec")
+async def reconcile_pool(
+    body: Any, namespace: str | None, name: str, memo: Any, **kwargs: Any
+) -> None:
+    runtime = _adopt(memo, kwargs)
+    key = (in_namespace(namespace), name)
+    entry = runtime.pools.get(key)
+    if entry is None or entry.uid != body.get("metadata", {}).get("uid"):
+        entry = runtime.pool_seen(key, body)
+        schedule_timer.attach(runtime, key, entry)
+    metrics.POOL_SYNCS.labels(trigger="spec").inc()
+    problem = await timed_sync("WorkerPool", pool_call(runtime, key, entry, True), "spec")
     if problem is not None:
         raise kopf.PermanentError(problem)
-
-
-def sync_due(synced_at: float | None, changed_at: float | None, now: float) -> bool:
-    """Whether the timer should sync now (pure, see TIMER_INTERVAL_SECONDS)."""
-    if synced_at is None:
-        return True
-    since = now - synced_at
-    if since >= STATUS_INTERVAL_SECONDS:
-        return True
-    return changed_at is not None and changed_at > synced_at and since >= MIN_SYNC_INTERVAL_SECONDS
-
-
-def poll_due(
-    evaluated_at: float | None,
-    poll_seconds: float | None,
-    now: float,
-    reconsider_at: float | None = None,
-) -> bool:
-    """Whether the pool's scale should be evaluated now (pure): spec.scaling.pollInterval
-    (the backstop of NOTIFYs), or the end of the scale-up period that limited the last
-    decision; at the timer's one-second grain."""
-    if evaluated_at is None or poll_seconds is None:
-        return False  # no decision yet: the first sync makes one anyway
-    if reconsider_at is not None and now >= reconsider_at > evaluated_at:
-        return True
-    return now - evaluated_at >= poll_seconds
-
-
-@kopf.timer(*WORKERPOOLS, interval=TIMER_INTERVAL_SECONDS, sharp=True)
-async def pool_tick(**kwargs: Any) -> None:
-    call = pool_call(kwargs)
-    call.runtime.activity.tick()
-    now = time.monotonic()
-    flush_scale_events(call, now)
-    scaling = call.state.scaling
-    reconsider_at = scaling.decision.reconsider_at if scaling.decision is not None else None
-    if poll_due(scaling.evaluated_at, scaling.poll_seconds, now, reconsider_at):
-        await timed_sync("WorkerPoolTick", call, "poll")
-    elif sync_due(call.state.synced_at, call.runtime.changed_at.get(call.key), now):
-        await timed_sync("WorkerPoolTick", call)

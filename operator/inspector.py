@@ -1,8 +1,12 @@
 """The queue inspector: one shared asyncpg pool and one stats query per database.
 
 Every WorkerPool on the same database gets its figures from the same snapshot:
-concurrent timer ticks for pools on one database wait for the single query in
-flight, and a snapshot younger than ``max_age_seconds`` is reused. A database
+the database's stats round (``stats_rounds.py``) takes one every second, syncs
+of pools on the database wait for the single query in flight, and a snapshot
+younger than ``max_age_seconds`` is reused. A caller that needs a newer one (a
+NOTIFY arrived after it was taken) gets the next query, which never starts
+sooner than MIN_QUERY_SPACING_SECONDS after the one before: a storm of NOTIFYs
+on a thousand queues still costs the database at most a few queries a second. A database
 that cannot be reached is retried with exponential backoff (``retry.Backoff``,
 one per database: the only backoff between the operator and a queue); until
 then the last error is returned at once, so a dead database costs nothing per
@@ -37,6 +41,7 @@ from workerfleet.worker.models import QueueStats, WorkerStats
 from workerfleet.worker.repository import Repository
 
 STATS_MAX_AGE_SECONDS = 2.0
+MIN_QUERY_SPACING_SECONDS = 0.25
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 IDLE_CLOSE_SECONDS = 600.0
@@ -94,6 +99,9 @@ class _Database:
     retry_at: float = 0.0
     error: QueueAccessError | None = None
     used_at: float = 0.0
+    queried_at: float | None = None
+    """When the last query started."""
+    queries: int = 0
 
 
 class QueueInspector:
@@ -102,11 +110,13 @@ class QueueInspector:
         *,
         dead_after_seconds: float,
         max_age_seconds: float = STATS_MAX_AGE_SECONDS,
+        min_spacing_seconds: float = MIN_QUERY_SPACING_SECONDS,
         opener: Opener = open_connector,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dead_after_seconds = dead_after_seconds
         self.max_age_seconds = max_age_seconds
+        self.min_spacing_seconds = min_spacing_seconds
         self._opener = opener
         self._clock = clock
         self._databases: dict[str, _Database] = {}
@@ -131,6 +141,12 @@ class QueueInspector:
                 return fresh
             if database.error is not None and now < database.retry_at:
                 raise database.error
+            if database.queried_at is not None:
+                wait = database.queried_at + self.min_spacing_seconds - now
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            database.queried_at = self._clock()
+            database.queries += 1
             try:
                 database.snapshot = await self._query(dsn, database)
             except QueueAccessError as error:
@@ -144,6 +160,11 @@ class QueueInspector:
             database.error = None
             metrics.STATS_QUERIES.labels(result="ok").inc()
             return database.snapshot
+
+    def queries(self, dsn: str) -> int:
+        """Stats queries sent to ``dsn`` (for the tests and the benchmark)."""
+        database = self._databases.get(dsn)
+        return 0 if database is None else database.queries
 
     def retry_now(self, dsn: str) -> None:
         """Stop backing off ``dsn``: it answered someone else (the LISTEN connection is back)."""

@@ -8,7 +8,6 @@ here turn them into the operator's own types, once, for ``handlers.py``
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -43,22 +42,3 @@ def post(body: Any, kind: str, reason: str, message: str) -> None:
         return  # its namespace may be going too, and refuses new Events
     kopf.event(body, type=kind, reason=reason, message=message)
     metrics.EVENTS.labels(type=kind, reason=reason).inc()
-
-
-def release_timer_finalizers(registry: kopf.OperatorRegistry) -> int:
-    """Register the timers without kopf's finalizer; returns how many were changed.
-
-    kopf puts a finalizer on every object that has a timer, only to stop the
-    timer before the object disappears. These timers need no goodbye (children
-    go by owner references, the timer just stops), and the finalizer would
-    block deleting a WorkerPool or Monitor, or its namespace, whenever the
-    operator is not running. kopf has no public switch for this, hence the
-    registry edit; a unit test fails if kopf's registry changes shape.
-    """
-    spawning = registry._spawning
-    changed = 0
-    for index, handler in enumerate(spawning._handlers):
-        if handler.requires_finalizer:
-            spawning._handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
-            changed += 1
-    return changed

@@ -1,4 +1,6 @@
-"""The few Kubernetes API calls the operator makes itself (kopf does the watching).
+"""The few Kubernetes API calls the operator makes itself (kopf does the watching): applies
+of a pool's children, status patches of WorkerPools and Monitors, pod deletes and
+annotations, Secret reads.
 
 Server-side apply with a fixed field manager: applying the same manifest twice
 changes nothing, fields a person edited by hand that the operator owns are
@@ -17,9 +19,10 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from workerfleet.operator import builders
+from workerfleet.operator import builders, models
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
 
 __all__ = ["ApiException", "Kube"]
 
@@ -40,7 +43,36 @@ class Kube:
         self.api = api
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
         self.timeout = request_timeout_seconds
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """A merge patch of a WorkerPool's or Monitor's status; the stored object, or None
+        when it is gone."""
+
+        def send() -> dict[str, Any] | None:
+            try:
+                response: Any = self.custom.patch_namespaced_custom_object_status(
+                    models.GROUP,
+                    models.VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    {"status": dict(patch)},
+                    _content_type=MERGE_PATCH_CONTENT_TYPE,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+            stored: dict[str, Any] = json.loads(response.data)
+            return stored
+
+        return await asyncio.to_thread(send)
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a Deployment, Service or ServiceAccount; returns the stored

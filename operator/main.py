@@ -33,15 +33,12 @@ import pydantic
 from kubernetes.config import ConfigException
 
 from workerfleet.operator import handlers as _handlers  # noqa: F401  (registers handlers)
-from workerfleet.operator import health, health_check, kopf_glue, metrics, models
+from workerfleet.operator import health, health_check, metrics, models
 from workerfleet.operator import monitor as _monitor  # noqa: F401  (registers handlers)
-from workerfleet.operator import schedule_daemon as _schedules  # noqa: F401  (registers handlers)
 from workerfleet.operator.kube import api_client
 from workerfleet.operator.leadership import ApiLeaseStore, Leadership, own_namespace
 from workerfleet.operator.runtime import Runtime
 from workerfleet.operator.settings import ENV_PREFIX, OperatorSettings
-
-kopf_glue.release_timer_finalizers(kopf.get_default_registry())
 
 WATCH_CONNECT_TIMEOUT_SECONDS = 10.0
 # The apiserver ends a watch after server_timeout; the client gives it this much longer.

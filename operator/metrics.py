@@ -56,7 +56,42 @@ MAX_REPLICAS = Gauge(
     ["namespace", "pool"],
 )
 STATS_QUERIES = Counter(
-    f"{PREFIX}_stats_queries_total", "Queue stats queries (one per database per tick)", ["result"]
+    f"{PREFIX}_stats_queries_total",
+    "Queue stats queries (one per database per round, whatever the number of pools)",
+    ["result"],
+)
+STATS_ROUNDS = Counter(
+    f"{PREFIX}_stats_rounds_total",
+    "Stats rounds of the queue databases: each compares every pool's figures with the last "
+    "round's and refreshes the pools whose figures changed",
+)
+STATS_DATABASES = Gauge(
+    f"{PREFIX}_stats_databases", "Queue databases with a stats round running (pools attached)"
+)
+POOL_SYNCS = Counter(
+    f"{PREFIX}_pool_syncs_total",
+    "Syncs of WorkerPools by what asked for them: spec, notify (a NOTIFY on the queue), queue "
+    "(the stats round saw the figures change), children (pods, Deployment or Service "
+    "changed), due (the pool's time in the scheduler for what changes with time: poll "
+    "interval, end of a scale-up period, a held status write, an apply's retry, a pod's "
+    "start-up grace), backstop (the backstop resync, nothing else being due sooner)",
+    ["trigger"],
+)
+STATUS_WRITES = Counter(
+    f"{PREFIX}_status_writes_total",
+    "Status patches sent, by kind of object (nothing is sent when nothing changed)",
+    ["kind"],
+)
+SCHEDULED_OBJECTS = Gauge(
+    f"{PREFIX}_scheduled_objects",
+    "WorkerPools and Monitors the operator's scheduler holds (deleted ones leave at once)",
+    ["kind"],
+)
+APPLY_FAILURES = Counter(
+    f"{PREFIX}_apply_failures_total",
+    "Applies of a pool's children the API server refused or that failed, by kind; the same "
+    "manifest is sent again only after a backoff",
+    ["kind"],
 )
 DEPLOYMENT_APPLIES = Counter(
     f"{PREFIX}_deployment_applies_total", "Deployment applies by cause", ["cause"]

@@ -1,6 +1,8 @@
 """The Monitor reconciler: kopf glue around recovery, the incident rules and notifications.
 
-Every ``spec.interval`` a Monitor
+Monitors enter and leave the operator's scheduler with their watch events (no kopf
+timer per Monitor: a deleted one is forgotten at once). Every ``spec.interval``,
+and at once when its spec changes, a Monitor
 
 1. finds the WorkerPools its selector matches in its namespace, and of those
    the ones it recovers (the first Monitor by name recovers a pool that
@@ -30,38 +32,22 @@ import pydantic
 
 from workerfleet.operator import conditions, incidents, metrics, models, reasons, recovery
 from workerfleet.operator.errors import QueueAccessError
+from workerfleet.operator.handlers import keep_indexes
 from workerfleet.operator.incidents import Change, Evaluation, Incident, PoolFacts
 from workerfleet.operator.inspector import Snapshot
-from workerfleet.operator.kopf_glue import (
-    MONITORS,
-    NO_INDEX,
-    WORKERPOOLS,
-    in_namespace,
-    post,
-    runtime_of,
-)
+from workerfleet.operator.kopf_glue import MONITORS, WORKERPOOLS, in_namespace, post, runtime_of
 from workerfleet.operator.models import MonitorTotals
 from workerfleet.operator.notifications import report, target
 from workerfleet.operator.notifications.outbox import DeliveryRecord
 from workerfleet.operator.notifications.payloads import Notification
 from workerfleet.operator.notifications.target import WebhookConfigError
 from workerfleet.operator.recovery import DatabaseScope
-from workerfleet.operator.runtime import MonitorState, Runtime
+from workerfleet.operator.runtime import MONITOR, MonitorState, Runtime
 from workerfleet.operator.selection import MonitorRef, PoolRef, pools_to_recover, selected_pools
 from workerfleet.operator.validation import describe_validation_error
 from workerfleet.worker.models import QueueStats, WorkerStats
 
-# The timer wakes this often and runs the Monitor when its interval is due.
-MONITOR_TICK_SECONDS = 1.0
-
 logger = logging.getLogger(__name__)
-
-
-def monitor_state(memo: Any) -> MonitorState:
-    state = memo.get("monitor_state")
-    if state is None:
-        state = memo["monitor_state"] = MonitorState()
-    return state  # type: ignore[no-any-return]
 
 
 def outbox_key(namespace: str, name: str) -> str:
@@ -69,7 +55,7 @@ def outbox_key(namespace: str, name: str) -> str:
 
 
 @kopf.index(*WORKERPOOLS)
-def pool_refs(
+async def pool_refs(
     namespace: str | None,
     name: str,
     uid: str,
@@ -81,7 +67,7 @@ def pool_refs(
 
 
 @kopf.index(*MONITORS)
-def monitor_refs(
+async def monitor_refs(
     namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
 ) -> dict[str, MonitorRef] | None:
     """The namespace's Monitors that can run: who recovers a pool several of them select."""
@@ -94,15 +80,22 @@ def monitor_refs(
 
 @kopf.on.event(*MONITORS)
 async def monitor_event(
-    event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **_: Any
+    event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **kwargs: Any
 ) -> None:
+    """Which Monitors exist and their latest bodies: a new one or a new spec runs at once,
+    a deleted one never again."""
     runtime = runtime_of(memo)
+    keep_indexes(runtime, kwargs)
+    runtime.monitor_run = run_due
     key = f"monitor:{namespace}/{name}"
+    monitor = (in_namespace(namespace), name)
     if event.get("type") == "DELETED":
+        runtime.forget_monitor(monitor)
         runtime.activity.gone(key)
-        await runtime.notifier.forget(outbox_key(in_namespace(namespace), name))
-        metrics.record_firing(in_namespace(namespace), name, set())
+        await runtime.notifier.forget(outbox_key(*monitor))
+        metrics.record_firing(*monitor, set())
     else:
+        runtime.monitor_seen(monitor, event.get("object") or {})
         runtime.activity.event(key)
 
 
@@ -346,60 +339,61 @@ def log_changes(namespace: str, monitor: str, changes: Sequence[Change]) -> None
         )
 
 
-@kopf.timer(*MONITORS, interval=MONITOR_TICK_SECONDS, sharp=True)
-async def monitor_tick(
-    memo: Any,
-    body: Any,
-    patch: Any,
-    namespace: str | None,
-    name: str,
-    pool_refs: Mapping[Any, Any] = NO_INDEX,
-    monitor_refs: Mapping[Any, Any] = NO_INDEX,
-    worker_pods: Mapping[Any, Any] = NO_INDEX,
-    **_: Any,
-) -> None:
-    runtime = runtime_of(memo)
-    runtime.activity.tick()
-    state = monitor_state(memo)
+async def run_due(runtime: Runtime, key: tuple[str, str]) -> None:
+    """The Monitor's interval is due (or its spec changed): run it, then set its next time."""
+    entry = runtime.monitors.get(key)
+    if entry is None:
+        return
+    namespace, name = key
+    state, body = entry.state, entry.body
     previous = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
     try:
         spec = models.MonitorSpec.model_validate(dict(body.get("spec") or {}))
     except pydantic.ValidationError as error:
         message = describe_validation_error(error)
-        patch.status["conditions"] = conditions.merge_conditions(
+        updated = conditions.merge_conditions(
             previous.get("conditions"),
             [conditions.ConditionUpdate(reasons.READY, "False", reasons.INVALID_SPEC, message)],
             generation=generation,
             now=datetime.now(UTC),
         )
-        raise kopf.PermanentError(message) from None
-    now = time.monotonic()
+        await write_status(runtime, key, {"conditions": updated})
+        logger.warning("monitor %s/%s has an invalid spec: %s", namespace, name, message)
+        return  # runs again when the spec changes
     async with state.lock:
-        if state.last_run is not None and now - state.last_run < spec.interval_seconds:
-            return
-        state.last_run = now
         started = time.monotonic()
-        ok = await run_monitor(
-            runtime,
-            state,
-            body,
-            patch,
-            in_namespace(namespace),
-            name,
-            spec,
-            pool_refs,
-            monitor_refs,
-            worker_pods,
-        )
-        metrics.record_reconcile("Monitor", "ok" if ok else "error", time.monotonic() - started)
+        state.last_run = started
+        ok = False
+        try:
+            ok = await run_monitor(
+                runtime,
+                state,
+                body,
+                namespace,
+                name,
+                spec,
+                runtime.indexes.pool_refs,
+                runtime.indexes.monitor_refs,
+                runtime.indexes.pods,
+            )
+        finally:
+            metrics.record_reconcile("Monitor", "ok" if ok else "error", time.monotonic() - started)
+            if runtime.monitors.get(key) is entry:
+                runtime.scheduler.set((MONITOR, key), started + spec.interval_seconds)
+
+
+async def write_status(runtime: Runtime, key: tuple[str, str], status: Mapping[str, Any]) -> bool:
+    """Patch the Monitor's status; False when it is gone."""
+    stored = await runtime.kube.patch_status(models.MONITOR_PLURAL, *key, status)
+    metrics.STATUS_WRITES.labels(kind=models.MONITOR_KIND).inc()
+    return stored is not None
 
 
 async def run_monitor(
     runtime: Runtime,
     state: MonitorState,
     body: Any,
-    patch: Any,
     namespace: str,
     name: str,
     spec: models.MonitorSpec,
@@ -439,7 +433,7 @@ async def run_monitor(
         notifications=report.delivery_condition(spec.alerts.webhook, problem, delivery),
         elsewhere=elsewhere,
     )
-    patch.status.update(status)
+    await write_status(runtime, (namespace, name), status)
     state.incidents, state.written_last_run = status["incidents"], status["lastRun"]
     metrics.record_firing(namespace, name, {i.key for i in evaluation.firing})
     log_changes(namespace, name, evaluation.changes)

@@ -1,21 +1,25 @@
 """One sync of one WorkerPool, as a chain of named steps.
 
-    parse -> read queue -> read schedules -> decide replicas -> shrink safely
-          -> apply children -> record the scale -> observe -> report
+    parse -> read queue -> decide replicas -> shrink safely -> apply children
+          -> record the scale -> read schedules -> observe -> report -> next due
 
 Each step is a small function of what the steps before it produced, in the
 style of CloudNativePG's reconciler: the decisions (``validation``,
 ``scaling.decide``, ``scale_in.plan``, ``rollup``) are pure and unit-tested, the
-steps only move data between them and the cluster. The kopf handlers
-(``handlers.py``) build a :class:`PoolCall` and run :func:`timed_sync`: the spec
-handlers, the status timer and, outside kopf, a NOTIFY on the pool's queue
-(``triggers.py``) all go through here, one at a time per pool (the pool's lock).
+steps only move data between them and the cluster. kopf's spec handlers
+(``handlers.py``) and, outside kopf, everything that pokes the pool's trigger
+(``triggers.py``: a NOTIFY, a change of its figures in the database's stats
+round, a change of its pods or Deployment, its due time in the scheduler) build
+a :class:`PoolCall` and run :func:`timed_sync`, one at a time per pool (the
+pool's lock).
 
 What triggers a sync decides whether the scale is evaluated: a spec change, a
-NOTIFY and the poll interval (``spec.scaling.pollInterval``) do; a status
-refresh reuses the last decision unless the queue became readable or unreadable
-since. A NOTIFY's sync writes no status (it has no kopf patch to write with): it
-marks the pool so the timer refreshes the status within seconds.
+NOTIFY, changed queue figures and the poll interval (``spec.scaling.pollInterval``)
+do; a status refresh reuses the last decision unless the queue became readable
+or unreadable since. Every sync writes the status it observed when it differs
+from what the pool shows (``refresh.write_delay`` spaces writes of mere figures),
+with the operator's own client, and leaves the pool's next due time in the
+scheduler (``refresh.next_due``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import asyncpg
 from workerfleet.operator import (
     builders,
     children,
+    conditions,
     drain,
     metrics,
     models,
     reasons,
+    refresh,
     rollup,
     scaling,
     schedules,
@@ -44,7 +50,7 @@ from workerfleet.operator import (
 from workerfleet.operator.errors import ApplyError, QueueAccessError
 from workerfleet.operator.kopf_glue import post
 from workerfleet.operator.rollup import Observation, QueueProblem, QueueReading
-from workerfleet.operator.runtime import PoolScaling, PoolState, Runtime
+from workerfleet.operator.runtime import POOL, PoolScaling, PoolState, Runtime
 from workerfleet.operator.scaling_status import ScalingReport
 from workerfleet.operator.views import DeploymentView, PodView, ServiceView
 from workerfleet.worker import connector
@@ -52,7 +58,7 @@ from workerfleet.worker.models import QueueStats, ScheduleRow, WorkerStats
 
 QueueSeen = QueueReading | QueueProblem | None
 """What the queue step found; None when the spec is invalid and the queue was not read."""
-Trigger = Literal["spec", "status", "poll", "notify"]
+Trigger = Literal["spec", "status", "poll", "notify", "queue"]
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +74,15 @@ class PoolCall:
     runtime: Runtime
     state: PoolState
     body: Any
-    """The WorkerPool as kopf saw it (a ``kopf.Body``)."""
-    patch: Any
-    """Where the status goes (a ``kopf.Patch``); None outside a kopf handler."""
+    """The WorkerPool as the watch last showed it."""
     namespace: str
     name: str
     uid: str
     pods_index: Mapping[Any, Any]
     deployments_index: Mapping[Any, Any]
     services_index: Mapping[Any, Any]
+    write_status: bool = True
+    """False: the status is left for a sync that may write it (the fixed cadence)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -161,11 +167,11 @@ async def sync_pool(
     """
     async with call.state.lock:
         now = time.monotonic()
+        call.state.synced_at = now
+        if call.write_status:
+            call.state.refreshed_at = now
+        flush_scale_events(call, now)
         parsed = parse(call)
-        if call.patch is None and parsed.to_apply is None:
-            return parsed.problem  # paused or invalid: nothing to scale, no status to write
-        if call.patch is not None:
-            call.state.synced_at = now
         queue = await read_queue(call, parsed.spec, notified_at)
         live = current_deployment(call)
         await drain.follow(call, now)
@@ -175,23 +181,28 @@ async def sync_pool(
         replicas = await shrink_safely(call, parsed, live, decided.replicas)
         applied = await apply_children(call, parsed, replicas, live)
         record_scale(call, decided, live, applied, notified_at)
-        if call.patch is None:
-            call.runtime.child_changed(call.namespace, call.name)  # the status, soon
-            return applied.spec_problem
         scheduled = await read_schedules(call, parsed.spec)
         observation = observe(call, parsed, queue, replicas, applied, decided, scheduled)
-        report(call, observation, parsed.spec)
+        write_at = await report(call, observation, parsed.spec, time.monotonic())
+        schedule_next(call, observation, time.monotonic(), write_at)
         return applied.spec_problem
 
 
 def parse(call: PoolCall) -> Parsed:
+    """The spec, parsed once per version of it (the watch hands a new body every event)."""
     raw_spec = call.body.get("spec") or {}
+    cached = call.state.parsed
+    if cached is not None and cached[0] == raw_spec:
+        found: Parsed = cached[1]
+        return found
     parsed = validation.parse_pool(call.name, raw_spec)
-    return Parsed(
+    result = Parsed(
         spec=parsed.spec if parsed.problem is None else None,
         problem=parsed.problem,
         paused=bool(raw_spec.get("paused")),
     )
+    call.state.parsed = (raw_spec, result)
+    return result
 
 
 async def read_queue(
@@ -205,19 +216,26 @@ async def read_queue(
     if spec is None:
         return None
     ref = spec.database.secret_ref
+    dsn = None
     try:
         dsn = await call.runtime.secrets.dsn(call.namespace, ref.name, ref.key)
         call.state.scaling.dsn = dsn
         call.runtime.listen(call.key, dsn, spec.queue)
         snapshot = await call.runtime.inspector.snapshot(dsn, newer_than)
     except QueueAccessError as error:
+        if dsn is not None:  # the database's round tells when it answers again
+            figures = f"{error.reason}: {error.message}"
+            call.runtime.rounds.attach(call.key, dsn, spec.queue, call.pool_key, figures)
         # A queue not created yet is normal at start (the workers create it): Unknown.
         unknown = error.reason == reasons.QUEUE_SCHEMA_MISSING
         return QueueProblem(error.reason, error.message, "Unknown" if unknown else "False")
-    return QueueReading(
+    reading = QueueReading(
         stats=snapshot.queues.get(spec.queue),
         workers=snapshot.workers.get(call.pool_key),
     )
+    seen = (reading.stats, reading.workers)
+    call.runtime.rounds.attach(call.key, dsn, spec.queue, call.pool_key, seen)
+    return reading
 
 
 def current_deployment(call: PoolCall) -> DeploymentView | None:
@@ -232,8 +250,12 @@ def current_deployment(call: PoolCall) -> DeploymentView | None:
 def evaluation_due(
     state: PoolScaling, trigger: Trigger, readable: bool, poll_seconds: float, now: float
 ) -> bool:
-    """Whether this sync makes a new scaling decision (see the module's docstring)."""
+    """Whether this sync makes a new scaling decision (see the module's docstring): also
+    once the scale-up period that limited the last decision ends."""
     if trigger != "status" or state.decision is None or state.evaluated_at is None:
+        return True
+    reconsider_at = state.decision.reconsider_at
+    if reconsider_at is not None and now >= reconsider_at > state.evaluated_at:
         return True
     return now - state.evaluated_at >= poll_seconds or readable != state.read_queue
 
@@ -384,7 +406,7 @@ async def apply_children(
         live = await children.ensure_deployment(
             call.runtime, call.body, spec, call.owner, desired, live, call.state
         )
-        await children.ensure_service(call.runtime, spec, call.owner, call.service())
+        await children.ensure_service(call.runtime, spec, call.owner, call.service(), call.state)
     except ApplyError as error:
         if error.invalid:
             return Applied(live, spec_problem=error.message)
@@ -426,7 +448,7 @@ def observe(
         pods=pods,
         queue=queue,
         short_since=call.state.short_since,
-        previous=call.body.get("status") or {},
+        previous=previous_status(call),
         now=now,
         apply_problem=applied.apply_problem,
         scaling=scaling_report,
@@ -435,17 +457,85 @@ def observe(
     )
 
 
-def report(call: PoolCall, observation: Observation, spec: models.WorkerPoolSpec | None) -> None:
-    """Write the status when it changed, post an Event per transition, export metrics
-    (with the spec's replicas.max; None while the spec is invalid)."""
+async def report(
+    call: PoolCall, observation: Observation, spec: models.WorkerPoolSpec | None, now: float
+) -> float | None:
+    """Write the status when it changed (spaced, see ``refresh.write_delay``), post an Event
+    per transition, export metrics (with the spec's replicas.max; None while the spec is
+    invalid); returns when a held-back write is due, if one is."""
     result = rollup.rollup(observation)
-    if result.changed:
-        call.patch.status.update(rollup.status_patch(observation.previous, result.status))
-        call.runtime.activity.wrote(f"{call.namespace}/{call.name}", result.status)
-    for event in result.events:
-        post(call.body, event.type, event.reason, event.message)
     max_replicas = None if spec is None else spec.replicas.max
     metrics.record_pool(call.namespace, call.name, result.status, max_replicas)
+    moved = conditions.transitions(
+        observation.previous.get("conditions"), result.status.get("conditions") or []
+    )
+    delay = refresh.write_delay(result.changed, bool(moved), call.state.written_at, now)
+    if delay is None:
+        return None
+    if delay > 0 or not call.write_status:
+        return now + delay if call.write_status else None
+    patch = rollup.status_patch(observation.previous, result.status)
+    stored = await call.runtime.kube.patch_status(
+        models.WORKERPOOL_PLURAL, call.namespace, call.name, patch
+    )
+    metrics.STATUS_WRITES.labels(kind=models.WORKERPOOL_KIND).inc()
+    if stored is None:
+        return None  # the pool is gone
+    call.state.written_at, call.state.written = now, patch
+    call.runtime.activity.wrote(f"{call.namespace}/{call.name}", result.status)
+    for event in result.events:
+        post(call.body, event.type, event.reason, event.message)
+    return None
+
+
+def previous_status(call: PoolCall) -> dict[str, Any]:
+    """The status as the watch shows it, with this process's last write on top until the
+    watch shows that write too (a sync soon after a write must not write it again)."""
+    shown = dict(call.body.get("status") or {})
+    written = call.state.written
+    if written is None:
+        return shown
+    merged = rollup.apply_merge_patch(shown, written)
+    if merged == shown:
+        call.state.written = None  # the watch caught up
+    return merged
+
+
+def schedule_next(
+    call: PoolCall, observation: Observation, now: float, write_at: float | None
+) -> None:
+    """The pool's next due time: whatever changes with time alone, at the latest the
+    backstop resync (the pool may be gone meanwhile: then nothing)."""
+    runtime = call.runtime
+    entry = runtime.pools.get(call.key)
+    if entry is None or entry.state is not call.state:
+        return
+    scaling_state = call.state.scaling
+    poll_at = None
+    if scaling_state.evaluated_at is not None and scaling_state.poll_seconds is not None:
+        poll_at = scaling_state.evaluated_at + scaling_state.poll_seconds
+    decision = scaling_state.decision
+    events = scaling_state.events
+    flush_at = None
+    if events.held is not None and events.posted_at is not None:
+        flush_at = events.posted_at + events.interval_seconds
+    in_flight = scaling_state.in_flight
+    grace = refresh.grace_ends_in(observation.pods, observation.short_since, observation.now)
+    refreshed_at = call.state.refreshed_at if call.state.refreshed_at is not None else now
+    backstop = refreshed_at + runtime.settings.status_resync_interval
+    due = refresh.next_due(
+        now,
+        backstop,
+        poll_at,
+        decision.reconsider_at if decision is not None else None,
+        flush_at,
+        in_flight.deadline if in_flight is not None else None,
+        call.state.apply_failures.retry_at(),
+        now + grace if grace is not None else None,
+        write_at,
+    )
+    call.state.due_is_backstop = due >= backstop
+    runtime.scheduler.set((POOL, call.key), due)
 
 
 def _queue_stats(queue: str, reading: QueueReading | None) -> QueueStats | None:

@@ -250,6 +250,20 @@ def status_patch(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict
     return patch
 
 
+def apply_merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` after a JSON merge patch (RFC 7386): None removes, mappings merge."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = result.get(key)
+            result[key] = apply_merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result
+
+
 def _nested_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     patch = {key: value for key, value in new.items() if old.get(key) != value}
     patch.update({key: None for key in old if key not in new})

@@ -1,6 +1,6 @@
 """A WorkerPool's schedules as the operator sees them: definitions from the spec, the
 status section from the database rows, Events for missed runs. Pure functions; the
-daemon that acts on them is ``schedule_daemon.py``, the rule itself
+steps that act on them are ``schedule_timer.py``, the rule itself
 ``workerfleet.worker.schedules``.
 """
 

@@ -29,7 +29,16 @@ class OperatorSettings(BaseSettings):
     dead_worker_after: Seconds = Field(60.0, gt=0)
     """A worker silent this long counts as dead in a pool's status."""
     tick_stale_after: Seconds = Field(60.0, gt=0)
-    """Liveness fails when pools exist and no status timer ticked for this long."""
+    """Liveness fails when pools or Monitors exist and the scheduler did not wake for this
+    long."""
+    status_refresh: Literal["events", "interval"] = "events"
+    """events: a pool's status is written as soon as its queue figures (a NOTIFY, the
+    database's stats round every second), pods or Deployment change, at most one write of
+    mere figures per pool a second; interval: only every status_resync_interval (fewer status
+    writes for busy pools, a staler status; NOTIFYs still scale at once)."""
+    status_resync_interval: Seconds = Field(60.0, gt=0)
+    """Longest time between two syncs of a pool when nothing asks for one (with
+    status_refresh=interval: the status cadence)."""
     watch_silence_after: Seconds = Field(90.0, gt=0)
     """Liveness fails when a written status has not come back through the watch for this long."""
     watch_server_timeout: Seconds = Field(300.0, gt=0)

@@ -31,19 +31,3 @@ def test_each_cause() -> None:
 
 def test_an_older_generation_from_a_lagging_watch_is_not_an_edit() -> None:
     assert apply_cause("abc", 2, replace(LIVE, generation=3), 4) is None
-
-
-def test_sync_due() -> None:
-    from workerfleet.operator.handlers import (
-        MIN_SYNC_INTERVAL_SECONDS,
-        STATUS_INTERVAL_SECONDS,
-        sync_due,
-    )
-
-    assert sync_due(None, None, 10.0)
-    assert not sync_due(10.0, None, 10.0 + STATUS_INTERVAL_SECONDS - 0.1)
-    assert sync_due(10.0, None, 10.0 + STATUS_INTERVAL_SECONDS)
-    changed = 10.5
-    assert not sync_due(10.0, changed, 10.0 + MIN_SYNC_INTERVAL_SECONDS - 0.1)
-    assert sync_due(10.0, changed, 10.0 + MIN_SYNC_INTERVAL_SECONDS)
-    assert not sync_due(10.0, 9.0, 10.0 + MIN_SYNC_INTERVAL_SECONDS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from workerfleet.operator import models, reasons
-from workerfleet.operator.handlers import poll_due
+from workerfleet.operator.handlers import sync_trigger
 from workerfleet.operator.pool_sync import (
     Parsed,
     decide_replicas,
@@ -13,6 +15,7 @@ from workerfleet.operator.pool_sync import (
 from workerfleet.operator.rollup import QueueProblem, QueueReading
 from workerfleet.operator.runtime import PoolScaling
 from workerfleet.operator.scaling import Decision, History
+from workerfleet.operator.triggers import Work
 from workerfleet.operator.views import DeploymentView
 from workerfleet.worker.models import QueueStats, WorkerStats
 
@@ -78,18 +81,27 @@ def test_when_a_sync_decides() -> None:
     assert not evaluation_due(state, "status", True, 5.0, 12.0)
     assert evaluation_due(state, "status", True, 5.0, 15.0)  # the poll interval
     assert evaluation_due(state, "status", False, 5.0, 12.0)  # the queue became unreadable
-    for trigger in ("spec", "poll", "notify"):
+    for trigger in ("spec", "poll", "notify", "queue"):
         assert evaluation_due(state, trigger, True, 5.0, 10.5)
 
 
-def test_the_timer_polls_at_the_pools_interval() -> None:
-    assert not poll_due(None, 5.0, 100.0)  # the first sync decides anyway
-    assert not poll_due(96.0, 5.0, 100.0)
-    assert poll_due(95.0, 5.0, 100.0)
-    assert not poll_due(0.0, None, 100.0)
-    # A decision held back by the scale-up step is taken again when its period ends.
-    assert poll_due(96.0, 5.0, 100.0, reconsider_at=99.5)
-    assert not poll_due(96.0, 5.0, 99.0, reconsider_at=99.5)
+def test_a_decision_held_by_the_scale_up_step_is_taken_again_when_its_period_ends() -> None:
+    state = PoolScaling()
+    state.decision = replace(_any_decision(), reconsider_at=99.5)
+    state.evaluated_at, state.read_queue = 96.0, True
+    assert not evaluation_due(state, "status", True, 5.0, 99.0)
+    assert evaluation_due(state, "status", True, 5.0, 99.5)
+
+
+def test_what_a_sync_counts_as_and_whether_it_evaluates() -> None:
+    def work(*triggers: str, since: float | None = None) -> Work:
+        return Work(frozenset(triggers), since)
+
+    assert sync_trigger(work("due")) == ("due", "status")
+    assert sync_trigger(work("children", "due")) == ("children", "status")
+    # Changed figures evaluate the scale; a NOTIFY also asks for a newer queue read.
+    assert sync_trigger(work("queue", "children")) == ("queue", "queue")
+    assert sync_trigger(work("queue", "notify", since=3.0)) == ("notify", "notify")
 
 
 def test_an_unreadable_queue_decides_the_fallback(spec: models.WorkerPoolSpec) -> None:

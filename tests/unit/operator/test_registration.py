@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from workerfleet.operator import handlers, kopf_glue, main, monitor, schedule_daemon
+from workerfleet.operator import handlers, kopf_glue, main, monitor
 
 # Read as plain data: kopf types its registry for registering, not for reading back.
 REGISTRY: Any = kopf.get_default_registry()
@@ -32,23 +32,19 @@ def test_workerpools_are_reconciled_on_create_resume_and_spec_updates_only() -> 
     assert len(REGISTRY._changing.get_all_handlers()) == len(reconciles)
 
 
-def test_timers_tick_on_their_resource_and_hold_no_finalizer() -> None:
-    timers = {h.fn: h for h in REGISTRY._spawning.get_all_handlers()}
-    assert set(timers) == {handlers.pool_tick, monitor.monitor_tick, schedule_daemon.pool_schedules}
-    assert resource_of(timers[schedule_daemon.pool_schedules]) == kopf_glue.WORKERPOOLS
-    pool_tick, monitor_tick = timers[handlers.pool_tick], timers[monitor.monitor_tick]
-    assert (resource_of(pool_tick), pool_tick.interval, pool_tick.sharp) == (
-        kopf_glue.WORKERPOOLS,
-        handlers.TIMER_INTERVAL_SECONDS,
-        True,
-    )
-    assert (resource_of(monitor_tick), monitor_tick.interval) == (
-        kopf_glue.MONITORS,
-        monitor.MONITOR_TICK_SECONDS,
-    )
+def test_no_kopf_timer_or_daemon_runs_per_object_and_nothing_holds_a_finalizer() -> None:
+    """Pools, their schedules and Monitors are timed by the operator's one scheduler, so
+    kopf spawns nothing per object and never puts its finalizer on one."""
+    assert REGISTRY._spawning.get_all_handlers() == []
     # Deleting a pool, a Monitor or their namespace never waits for the operator.
-    assert not any(h.requires_finalizer for h in timers.values())
     assert not any(h.requires_finalizer for h in REGISTRY._changing.get_all_handlers())
+
+
+def test_pools_and_monitors_enter_and_leave_the_scheduler_with_their_watch_events() -> None:
+    watching = {h.fn: h for h in REGISTRY._watching.get_all_handlers()}
+    assert resource_of(watching[handlers.pool_event]) == kopf_glue.WORKERPOOLS
+    assert resource_of(watching[monitor.monitor_event]) == kopf_glue.MONITORS
+    assert watching[handlers.pool_event].labels is None  # every pool, whatever its labels
 
 
 def test_indexes_are_registered_under_the_names_the_handlers_read() -> None:
@@ -58,6 +54,7 @@ def test_indexes_are_registered_under_the_names_the_handlers_read() -> None:
         handlers.DEPLOYMENTS_INDEX: "deployments",
         handlers.SERVICES_INDEX: "services",
     }
+    assert {handlers.POOL_REFS_INDEX, handlers.MONITOR_REFS_INDEX} <= set(indexes)
     for name, plural in children.items():
         assert resource_of(indexes[name])[2] == plural, name
         assert indexes[name].labels == handlers.MANAGED, name  # only the operator's children

@@ -247,6 +247,22 @@ def test_status_patch_removes_what_is_gone() -> None:
     assert rollup.status_patch(status, status) == {}
 
 
+def test_a_written_patch_applied_to_what_the_watch_showed_is_what_the_server_stores() -> None:
+    shown = {
+        "health": "Healthy",
+        "deployment": "emails",
+        "queue": {"pending": 3, "oldestPendingSeconds": 9, "oldestPending": "9s"},
+        "unmanaged": "kept",
+    }
+    status = {"health": "Degraded", "queue": {"pending": 0, "oldestPending": "-"}}
+    patch = rollup.status_patch(shown, status)
+    assert rollup.apply_merge_patch(shown, patch) == {**status, "unmanaged": "kept"}
+    assert rollup.apply_merge_patch(shown, {}) == shown
+    assert rollup.apply_merge_patch({}, {"queue": {"pending": 1, "dead": None}}) == {
+        "queue": {"pending": 1}
+    }
+
+
 def test_missing_queue_schema_is_unknown_not_a_warning() -> None:
     problem = QueueProblem(reasons.QUEUE_SCHEMA_MISSING, "no schema yet", "Unknown")
     young = [pod("emails-a", ready=False, age=2), pod("emails-b", ready=False, age=2)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.unit.operator.conftest import spec_dict
-from workerfleet.operator import models, rollup, schedule_daemon, schedules, validation
+from workerfleet.operator import models, rollup, schedule_timer, schedules, validation
 from workerfleet.worker import cron
 from workerfleet.worker.models import ScheduleRow
 from workerfleet.worker.schedules import Decision, RunResult
@@ -189,11 +189,12 @@ def test_missed_runs_are_told_once_by_the_scheduler_that_skipped_them() -> None:
     assert schedules.missed_event(result(on_time), NOW) is None
 
 
-def test_the_daemon_sleeps_until_the_next_run_but_checks_the_spec_every_second() -> None:
-    assert schedule_daemon.sleep_seconds(None, NOW) == schedule_daemon.SPEC_CHECK_SECONDS
-    assert schedule_daemon.sleep_seconds(NOW + timedelta(seconds=0.25), NOW) == 0.25
-    assert schedule_daemon.sleep_seconds(NOW + timedelta(minutes=1), NOW) == 1.0
-    assert schedule_daemon.sleep_seconds(NOW - timedelta(seconds=1), NOW) == 0.0
+def test_a_pools_schedules_sleep_until_the_next_run_rereading_the_wall_clock_now_and_then() -> None:
+    assert schedule_timer.sleep_seconds(None, NOW) is None  # nothing ahead: the spec wakes it
+    assert schedule_timer.sleep_seconds(NOW + timedelta(seconds=0.25), NOW) == 0.25
+    cap = schedule_timer.MAX_SLEEP_SECONDS
+    assert schedule_timer.sleep_seconds(NOW + timedelta(minutes=1), NOW) == cap
+    assert schedule_timer.sleep_seconds(NOW - timedelta(seconds=1), NOW) == 0.0
 
 
 def base_observation(**overrides: Any) -> rollup.Observation:

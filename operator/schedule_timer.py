@@ -1,38 +1,42 @@
-"""The scheduler of each WorkerPool: a kopf daemon that enqueues spec.schedules' runs on time.
+"""spec.schedules of each WorkerPool, enqueued on time by steps the operator's scheduler times.
 
-One daemon per pool sleeps until the next run of the pool's schedules (never
-longer than SPEC_CHECK_SECONDS, so an edited spec is acted on within a second),
-then has ``workerfleet.worker.schedules`` enqueue what is due: each run once,
-whatever other scheduler (a second replica, a restarted one) tries the same.
-Runs missed while no operator ran are counted there and told here as
-MissedSchedule Events. The status section is not written here: the pool's sync
-reads the same rows (``pool_sync.read_schedules``) with the rest of its status.
+Each pool has a :class:`PoolScheduler` in its ``Runtime.pools`` entry. Its step
+registers the schedules the spec names and has ``workerfleet.worker.schedules``
+enqueue what is due: each run once, whatever other scheduler (a second replica,
+a restarted one) tries the same. Runs missed while no operator ran are counted
+there and told here as MissedSchedule Events. The step returns when the next run
+is due, and the operator's one scheduler (``scheduler.py``) wakes it then, or at
+once when the spec changes; a pool without schedules is never woken again until
+its spec changes (there is no task, daemon or timer per pool). A deleted pool's
+schedules leave the database. The status section is not written here: the pool's
+sync reads the same rows (``pool_sync.read_schedules``) with the rest of its
+status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import kopf
 
 from workerfleet.operator import builders, schedules, validation
 from workerfleet.operator.errors import QueueAccessError
-from workerfleet.operator.kopf_glue import WORKERPOOLS, in_namespace, post, runtime_of
-from workerfleet.operator.runtime import Runtime
+from workerfleet.operator.kopf_glue import post
+from workerfleet.operator.runtime import SCHEDULES, PoolEntry, PoolKey, Runtime
 from workerfleet.worker import connector
 from workerfleet.worker import schedules as worker_schedules
 from workerfleet.worker.models import ScheduleDefinition
 from workerfleet.worker.repository import Repository
 
-SPEC_CHECK_SECONDS = 1.0
+# The next run's time is a wall-clock time, the scheduler's a monotonic one: a step at least
+# this often notices a step of the wall clock.
+MAX_SLEEP_SECONDS = 10.0
 RETRY_SECONDS = 5.0
-STOP_TIMEOUT_SECONDS = 10.0
-DELETED_FLAG = "pool_deleted"
 # A database without the schedules table yet (its workers run an older version).
 DATABASE_ERRORS = (*connector.TRANSIENT_ERRORS, asyncpg.PostgresError)
 
@@ -41,11 +45,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PoolScheduler:
-    """What one pool's daemon remembers between wake-ups."""
+    """What one pool's schedules remember between steps."""
 
     runtime: Runtime
-    body: Any
-    """The WorkerPool, kept current by kopf (a daemon's body is live)."""
+    entry: PoolEntry
+    """The pool's entry: its body is the latest the watch showed."""
     namespace: str
     name: str
     generation: int | None = None
@@ -56,6 +60,12 @@ class PoolScheduler:
     wake_at: datetime | None = None
     """When a run is next due (None: look now)."""
     failing: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One step at a time; the clean-up of a deleted pool waits for the step under way."""
+
+    @property
+    def body(self) -> Any:
+        return self.entry.body
 
     @property
     def pool(self) -> str:
@@ -84,13 +94,14 @@ class PoolScheduler:
         )
         return dsn, await self.runtime.inspector.repository(dsn)
 
-    async def step(self, now: datetime) -> float:
-        """Register what changed, enqueue what is due; returns how long to sleep."""
+    async def step(self, now: datetime) -> float | None:
+        """Register what changed, enqueue what is due; returns how long until the next step
+        (None: not before the spec changes)."""
         self.read_spec()
         if self.wanted == () and self.registered is None and not self.left_in_status():
             self.registered = ()  # never had any: no need to touch the database
         if self.wanted is None or (not self.wanted and self.registered == ()):
-            return SPEC_CHECK_SECONDS
+            return None
         try:
             dsn, repository = await self.repository()
             if self.registered != self.wanted or self.registered_dsn != dsn:
@@ -150,6 +161,11 @@ class PoolScheduler:
             )
         self.failing = message
 
+    async def close(self) -> None:
+        """The pool is gone: after the step under way, its schedules leave the database."""
+        async with self.lock:
+            await self.forget()
+
     async def forget(self) -> None:
         """The pool is gone: its schedules go from the database too (best effort)."""
         if not self.registered:
@@ -166,50 +182,32 @@ class PoolScheduler:
             )
 
 
-def pool_deleted(memo: Any) -> bool:
-    return bool(memo.get(DELETED_FLAG))
-
-
-@kopf.on.event(*WORKERPOOLS)
-def pool_gone(event: Mapping[str, Any], memo: Any, **_: Any) -> None:
-    """Tell the pool's daemon that the pool is gone.
-
-    kopf stops a daemon when it sees the object's deletionTimestamp, but a pool
-    deleted without finalizers (the operator sets none) arrives as a DELETED
-    event without one, and the daemon would run on. The per-object memo is the
-    one the daemon was given.
-    """
-    if event.get("type") == "DELETED":
-        memo[DELETED_FLAG] = True
-
-
-def sleep_seconds(wake_at: datetime | None, now: datetime) -> float:
-    """Until ``wake_at``, but no longer than SPEC_CHECK_SECONDS (pure)."""
+def sleep_seconds(wake_at: datetime | None, now: datetime) -> float | None:
+    """Until ``wake_at``, but no longer than MAX_SLEEP_SECONDS (pure); None: no run ahead."""
     if wake_at is None:
-        return SPEC_CHECK_SECONDS
-    return max(0.0, min(SPEC_CHECK_SECONDS, (wake_at - now).total_seconds()))
+        return None
+    return max(0.0, min(MAX_SLEEP_SECONDS, (wake_at - now).total_seconds()))
 
 
-# A daemon told to stop gets STOP_TIMEOUT_SECONDS to finish (a deleted pool's clean-up
-# talks to its database) before kopf cancels it.
-@kopf.daemon(
-    *WORKERPOOLS,
-    cancellation_backoff=STOP_TIMEOUT_SECONDS,
-    cancellation_timeout=STOP_TIMEOUT_SECONDS,
-)
-async def pool_schedules(
-    stopped: Any, body: Any, name: str, namespace: str | None, memo: Any, **_: Any
-) -> None:
-    scheduler = PoolScheduler(runtime_of(memo), body, in_namespace(namespace), name)
-    while not stopped and not pool_deleted(memo):
+def attach(runtime: Runtime, key: PoolKey, entry: PoolEntry) -> None:
+    """Give a pool its schedules' state (once per pool) and a step now."""
+    if entry.schedules is None:
+        entry.schedules = PoolScheduler(runtime, entry, *key)
+    runtime.schedules_run = run_due
+    runtime.scheduler.set((SCHEDULES, key), time.monotonic())
+
+
+async def run_due(runtime: Runtime, key: PoolKey) -> None:
+    """The step the scheduler woke for; the next one is set from what it returns."""
+    entry = runtime.pools.get(key)
+    if entry is None or not isinstance(entry.schedules, PoolScheduler):
+        return
+    scheduler = entry.schedules
+    async with scheduler.lock:
         try:
             delay = await scheduler.step(datetime.now(UTC))
-        except Exception:  # the daemon outlives any one bad step
+        except Exception:  # the next step tries again
             log.exception("schedules step failed", extra={"pool": scheduler.pool})
             delay = RETRY_SECONDS
-        await stopped.wait(delay)
-    deleted = stopped.reason is not None and bool(
-        stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED
-    )
-    if deleted or pool_deleted(memo):
-        await scheduler.forget()
+    if delay is not None and runtime.pools.get(key) is entry:
+        runtime.scheduler.set((SCHEDULES, key), time.monotonic() + delay)
