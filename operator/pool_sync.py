@@ -14,11 +14,12 @@ a :class:`PoolCall` and run :func:`timed_sync`, one at a time per pool (the
 pool's lock).
 
 What triggers a sync decides whether the scale is evaluated: a spec change, a
-NOTIFY, changed queue figures and the poll interval (``spec.scaling.pollInterval``)
-do; a status refresh reuses the last decision unless the queue became readable
-or unreadable since. Every sync writes the status it observed when it differs
-from what the pool shows (``refresh.write_delay`` spaces writes of mere figures),
-with the operator's own client, and leaves the pool's next due time in the
+NOTIFY, changed queue figures, the poll interval (``spec.scaling.pollInterval``, only
+while the database's stats round cannot read the queue: :func:`polled_by_round`) and the
+decision's ``reconsider_at`` do; a status refresh reuses the last decision unless the
+queue became readable or unreadable since. Every sync writes the status it observed
+when it differs from what the pool shows (``refresh.write_delay`` spaces writes of mere
+figures), with the operator's own client, and leaves the pool's next due time in the
 scheduler (``refresh.next_due``).
 """
 
