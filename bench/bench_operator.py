@@ -407,10 +407,12 @@ def run_cadence(
     try:
         started = time.monotonic()
         operator.wait_ready(120)
+        # Finished first syncs (a sync is counted in pool_syncs_total when it starts; on a
+        # loaded machine the applies of 1,000 pools' children run on for tens of seconds).
         wait_for(
             f"the operator to sync all {size} pools",
             lambda: (
-                scrape(operator).get("workerfleet_operator_pool_syncs_total{trigger=spec}", 0)
+                scrape(operator).get("workerfleet_operator_reconciles_total{kind=WorkerPool}", 0)
                 >= size
             ),
             timeout=SYNC_TIMEOUT_SECONDS,

@@ -168,6 +168,20 @@ async def metrics_services(
     return None if key is None else {key: ServiceView.from_body(meta)}
 
 
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def child_event(
+    event: Mapping[str, Any], namespace: str | None, meta: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
+    """A Deployment or Service deleted (by hand): kopf drops it from its index without
+    calling the indexer, and no poll comes while the stats round covers the pool, so the
+    deletion brings the pool's sync forward here (the sync creates the child again)."""
+    if event.get("type") == "DELETED":
+        pool = owning_pool(meta)
+        if pool is not None:
+            runtime_of(memo).child_changed(in_namespace(namespace), pool)
+
+
 @kopf.on.event(*WORKERPOOLS)
 async def pool_event(
     event: Mapping[str, Any], namespace: str | None, name: str, memo: Any, **kwargs: Any

@@ -73,7 +73,8 @@ POOL_SYNCS = Counter(
     "Syncs of WorkerPools by what asked for them: spec, notify (a NOTIFY on the queue), queue "
     "(the stats round saw the figures change), children (pods, Deployment or Service "
     "changed), due (the pool's time in the scheduler for what changes with time: poll "
-    "interval, end of a scale-up period, a held status write, an apply's retry, a pod's "
+    "interval while no stats round reads the queue, end of a scale-up period or of the "
+    "scaleDownDelay window holding a scale-down, a held status write, an apply's retry, a pod's "
     "start-up grace), backstop (the backstop resync, nothing else being due sooner)",
     ["trigger"],
 )

@@ -464,9 +464,12 @@ smaller, slots stay idle by construction (the ScalingActive condition says so)."
     """At zero workers, the ready pending jobs it takes to start the first one (scale from \
 zero). Applies at zero only; above zero the pool follows jobsPerWorker down to replicas.min."""
     poll_interval: Duration = "5s"
-    """Longest time between two evaluations of the pool's size when no NOTIFY arrives (an \
-enqueue that sent none, or the operator's LISTEN connection is down). Every enqueue's NOTIFY \
-triggers an evaluation at once. At least 1s."""
+    """Longest time between two evaluations of the pool's size while the operator cannot \
+read the pool's queue (database or Secret unreachable), or with the operator's \
+statusRefresh=interval. Otherwise every enqueue's NOTIFY, and the database's stats round \
+(once a second) on any change of the pool's figures, trigger an evaluation at once, and \
+what changes with time alone (a scale-up period, the scaleDownDelay window) has its own \
+wake-up. At least 1s."""
     scale_down_delay: Duration = "120s"
     """Scale-down stabilization window: the pool shrinks only to the highest size \
 recommended during the last scaleDownDelay, as the HPA does. A (re)started operator begins \

@@ -14,11 +14,12 @@ a :class:`PoolCall` and run :func:`timed_sync`, one at a time per pool (the
 pool's lock).
 
 What triggers a sync decides whether the scale is evaluated: a spec change, a
-NOTIFY, changed queue figures and the poll interval (``spec.scaling.pollInterval``)
-do; a status refresh reuses the last decision unless the queue became readable
-or unreadable since. Every sync writes the status it observed when it differs
-from what the pool shows (``refresh.write_delay`` spaces writes of mere figures),
-with the operator's own client, and leaves the pool's next due time in the
+NOTIFY, changed queue figures, the poll interval (``spec.scaling.pollInterval``, only
+while the database's stats round cannot read the queue: :func:`polled_by_round`) and the
+decision's ``reconsider_at`` do; a status refresh reuses the last decision unless the
+queue became readable or unreadable since. Every sync writes the status it observed
+when it differs from what the pool shows (``refresh.write_delay`` spaces writes of mere
+figures), with the operator's own client, and leaves the pool's next due time in the
 scheduler (``refresh.next_due``).
 """
 
@@ -512,7 +513,11 @@ def schedule_next(
         return
     scaling_state = call.state.scaling
     poll_at = None
-    if scaling_state.evaluated_at is not None and scaling_state.poll_seconds is not None:
+    if (
+        scaling_state.evaluated_at is not None
+        and scaling_state.poll_seconds is not None
+        and not polled_by_round(call, now)
+    ):
         poll_at = scaling_state.evaluated_at + scaling_state.poll_seconds
     decision = scaling_state.decision
     events = scaling_state.events
@@ -536,6 +541,18 @@ def schedule_next(
     )
     call.state.due_is_backstop = due >= backstop
     runtime.scheduler.set((POOL, call.key), due)
+
+
+def polled_by_round(call: PoolCall, now: float) -> bool:
+    """Whether the pool's database round stands in for its poll: the last evaluation read
+    the queue, the round reads the database and pokes the pool when its figures change
+    (what changes with time alone has its own due time: ``Decision.reconsider_at``). Not
+    with status_refresh=interval, whose status cadence the poll is."""
+    return (
+        call.runtime.settings.status_refresh == "events"
+        and call.state.scaling.read_queue
+        and call.runtime.rounds.covers(call.key, now)
+    )
 
 
 def _queue_stats(queue: str, reading: QueueReading | None) -> QueueStats | None:

@@ -4,12 +4,12 @@ shared by every pool on it.
 A NOTIFY on ``workerfleet_jobs`` names the queue that got a ready job (the enqueue
 SQL sends it, and so do a retry, a release and a rescue). Each subscriber of that
 queue on that database hears it, stamped with the moment it arrived. Subscribers
-also hear when the connection is lost (NOTIFYs are missed until it is back: a
-pool's poll interval covers that) and when it is (back) up, since what was
-enqueued meanwhile deserves a look. A lost connection is retried with backoff
-(``retry.Backoff``, 1 s doubling up to a minute); a connection that went silent is
-found by a probe every ``PROBE_INTERVAL_SECONDS``. The connection of a database no
-pool subscribes to any more is closed.
+also hear when the connection is lost (NOTIFYs are missed until it is back: the
+database's stats round, or a pool's poll interval, covers that) and when it is
+(back) up, since what was enqueued meanwhile deserves a look. A lost connection is
+retried with backoff (``retry.Backoff``, 1 s doubling up to a minute); a connection
+that went silent is found by a probe every ``PROBE_INTERVAL_SECONDS``. The connection
+of a database no pool subscribes to any more is closed.
 
 Subscribers are keyed (a pool subscribes under its own key, once per database and
 queue) and called on the event loop: they must return at once (the scaler only
@@ -148,8 +148,8 @@ class QueueEvents:
                 except Exception as error:
                     if backoff.failures == 0:
                         log.warning(
-                            "LISTEN on a queue database failed; its pools fall back to their "
-                            "poll interval while it reconnects",
+                            "LISTEN on a queue database failed; its pools fall back to its "
+                            "stats round (or their poll interval) while it reconnects",
                             extra={"error": errors.describe(error, dsn)},
                         )
                 if self._disconnected(database):

@@ -3,9 +3,10 @@
 A pool's status follows events: a NOTIFY on its queue, a change of its queue
 figures seen by its database's stats round, a change of its pods, Deployment or
 Service seen by the watch. What still changes with time alone is handled by the
-due time each sync leaves in the scheduler (:func:`next_due`): the poll interval,
-the end of a scale-up period, a held apply's retry, a pod's start-up grace, the
-backstop resync.
+due time each sync leaves in the scheduler (:func:`next_due`): the poll interval
+(only while the database's stats round cannot read the queue), the end of a scale-up
+period or of the scaleDownDelay window holding a scale-down, a held apply's retry, a
+pod's start-up grace, the backstop resync.
 
 * :func:`figures_change`: whether two readings of a pool's rows differ in their
   counts (a status refresh now) or only in what moves with the clock (the oldest

@@ -80,7 +80,8 @@ class Decision:
     """Whether the queue drove the decision (ScalingActive)."""
     history: History
     reconsider_at: float | None = None
-    """When the same inputs may decide otherwise (a scale-up step's period ends)."""
+    """When the same inputs may decide otherwise: a scale-up step's period ends, or the
+    recommendation that holds a scale-down back leaves the scaleDownDelay window."""
 
 
 def decide(inputs: ScalingInputs) -> Decision:
@@ -207,7 +208,11 @@ def _scale_down(
     history: History,
 ) -> Decision:
     current = inputs.current or 0
-    highest = history.recommendations[0][1] if history.recommendations else target
+    first = history.recommendations[0] if history.recommendations else (inputs.now, target)
+    highest = first[1]
+    # Only time lets a held scale-down go further: the highest entry leaving the window,
+    # the first instant after at + delay (``_recommend`` keeps it at that instant).
+    window_ends = math.nextafter(first[0] + inputs.spec.scaling.scale_down_delay_seconds, math.inf)
     if highest >= current:
         delay = inputs.spec.scaling.scale_down_delay
         message = (
@@ -215,14 +220,22 @@ def _scale_down(
             f"last {delay} (scaleDownDelay) keeps it"
         )
         return Decision(
-            current, reasons.SCALE_DOWN_DELAYED, message, recommended, limit, True, history
+            current,
+            reasons.SCALE_DOWN_DELAYED,
+            message,
+            recommended,
+            limit,
+            True,
+            history,
+            window_ends,
         )
     replicas = max(highest, target)
+    reconsider_at = None
     if replicas > target:
-        reason = reasons.SCALE_DOWN_DELAYED
+        reason, reconsider_at = reasons.SCALE_DOWN_DELAYED, window_ends
         words += f"; {replicas} was recommended within the last scaleDownDelay"
     message = f"{_arrow(inputs.current, replicas)}: {words}"
-    return Decision(replicas, reason, message, recommended, limit, True, history)
+    return Decision(replicas, reason, message, recommended, limit, True, history, reconsider_at)
 
 
 # -- pieces -------------------------------------------------------------------------------------

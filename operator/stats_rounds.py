@@ -11,7 +11,9 @@ figures did not change. A database that cannot be read pokes its pools once
 when that starts and once when it ends.
 
 So the database sees one stats query per round however many pools it serves,
-and the operator does work per pool only for pools that changed.
+and the operator does work per pool only for pools that changed. While a
+database's rounds read it (:meth:`StatsRounds.covers`), its pools need no
+poll-driven sync: whatever the poll would have seen, the round pokes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from workerfleet.operator.inspector import QueueInspector, Snapshot
 from workerfleet.operator.refresh import Figures
 
 ROUND_SECONDS = 1.0
+COVERED_ROUNDS = 3
+"""A database's pools count as covered while its last good round is at most this many
+rounds old (a round's query may take a while; a stalled round stops covering)."""
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class _Database:
     pools: dict[Hashable, _Pool] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     rounds: int = 0
+    read_at: float | None = None
+    """When the last round read the database; None while its rounds fail."""
 
 
 def figures_of(pool: _Pool, snapshot: Snapshot | QueueAccessError) -> Figures:
@@ -102,6 +109,15 @@ class StatsRounds:
             if database.task is not None:
                 database.task.cancel()
 
+    def covers(self, key: Hashable, now: float) -> bool:
+        """Whether ``key``'s database is read by its rounds now, so a change of the pool's
+        figures pokes it (else its poll interval must)."""
+        dsn = self._where.get(key)
+        database = None if dsn is None else self._databases.get(dsn)
+        if database is None or database.read_at is None:
+            return False
+        return now - database.read_at <= COVERED_ROUNDS * self._round
+
     def rounds(self, dsn: str) -> int:
         database = self._databases.get(dsn)
         return 0 if database is None else database.rounds
@@ -129,6 +145,10 @@ class StatsRounds:
                 snapshot = await self._inspector.snapshot(dsn, started - self._round / 2)
             except QueueAccessError as error:
                 snapshot = error
+            except Exception as error:  # a dead round would leave its pools without a poll
+                log.exception("a stats round failed", extra={"database": database.rounds})
+                snapshot = QueueAccessError("StatsRoundFailed", repr(error))
+            database.read_at = None if isinstance(snapshot, QueueAccessError) else self._clock()
             database.rounds += 1
             metrics.STATS_ROUNDS.inc()
             self._compare(database, snapshot, self._clock())

@@ -264,6 +264,65 @@ def test_status_follows_the_queue_and_the_pods_through_events(
     assert after_kill["backstop"] == before_kill["backstop"]
 
 
+def test_a_pool_at_rest_is_not_polled_and_a_held_scale_down_wakes_by_itself(
+    crds: LocalCluster,
+    namespace: str,
+    postgres_dsn: str,
+    tmp_path: Path,
+    stopped: list[OperatorProcess],
+) -> None:
+    """While its database's stats round reads the queue, a pool's pollInterval makes no
+    sync (the round pokes it on any change); a scale-down held back by scaleDownDelay
+    still happens when the window lets go, although nothing else would sync the pool."""
+    prepare_queue(postgres_dsn)
+    operator = start_operator(
+        crds, namespace, tmp_path / "operator.log", status_resync_interval="1h"
+    )
+    stopped.append(operator)
+    apply(crds, secret("queue-db", namespace, postgres_dsn))
+    pool = workerpool(
+        "rest",
+        namespace,
+        "rest",
+        replicas={"min": 0, "max": 2},
+        scaling={"pollInterval": "1s", "scaleDownDelay": "5s", "activationJobs": 1_000_000},
+    )
+    apply(crds, pool)
+    wait_for("the first status", lambda: pool_status(crds, namespace, "rest").get("queue"), 60)
+    # Settled: the pool's status stopped changing and its database's round serves it.
+    wait_for(
+        "a covered pool",
+        lambda: metric(operator, "workerfleet_operator_stats_rounds_total") > 3,
+        30,
+    )
+    before = syncs(operator)
+    rounds = metric(operator, "workerfleet_operator_stats_rounds_total")
+    wait_for(
+        "five more stats rounds (five poll intervals)",
+        lambda: metric(operator, "workerfleet_operator_stats_rounds_total") >= rounds + 5,
+        timeout=30,
+    )
+    assert syncs(operator)["due"] == before["due"]
+
+    pool["spec"]["replicas"]["min"] = 1
+    apply(crds, pool)
+    wait_for("a ready worker", lambda: ready_pods(crds, namespace, "rest", 1), READY_TIMEOUT)
+    pool["spec"]["replicas"]["min"] = 0
+    apply(crds, pool)
+    # The spec's sync recommends 0, held by the recommendation of 1 in the last 5s; only
+    # the window's end can let it go (no poll, no backstop, no queue change).
+    wait_for(
+        "the held scale-down to happen",
+        lambda: (
+            (kubectl_json(crds, "deployment", "rest", "-n", namespace) or {})
+            .get("spec", {})
+            .get("replicas")
+            == 0
+        ),
+        timeout=60,
+    )
+
+
 def cancel(dsn: str, ids: list[int]) -> None:
     async def go() -> None:
         async with await Connector.open(dsn, min_size=1, max_size=1) as connector:

@@ -5,7 +5,8 @@ Each row names the rule it proves; times are seconds on the policy's own clock (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -263,6 +264,25 @@ def test_a_limited_scale_up_says_when_to_look_again() -> None:
               reason=reasons.SCALE_UP_LIMITED)  # fmt: skip
     assert scaling.decide(inputs(row)).reconsider_at == NOW - 5 + scaling.SCALE_UP_PERIOD_SECONDS
     free = Row("", current=2, pending=25, expected=3, reason=reasons.SCALE_QUEUE_DEPTH)
+    assert scaling.decide(inputs(free)).reconsider_at is None
+
+
+def test_a_held_scale_down_says_when_its_window_lets_go() -> None:
+    held = Row("", current=10, history=History(recommendations=((NOW - 60, 10),), started=True),
+               expected=10, reason=reasons.SCALE_DOWN_DELAYED)  # fmt: skip
+    first = scaling.decide(inputs(held))
+    assert first.reconsider_at is not None
+    assert NOW + 60 < first.reconsider_at < NOW + 60.001  # just after scaleDownDelay's 120s
+    # At that instant the entry has left: the scale-down goes on (no wake-up in the past).
+    later = replace(inputs(held), history=first.history, now=first.reconsider_at)
+    assert scaling.decide(later).replicas == 0
+    partly = Row("", current=10,
+                 history=History(recommendations=((NOW - 150, 10), (NOW - 60, 6)), started=True),
+                 expected=6, reason=reasons.SCALE_DOWN_DELAYED)  # fmt: skip
+    assert scaling.decide(inputs(partly)).reconsider_at == math.nextafter(NOW + 60, math.inf)
+    free = Row("", current=10, pending=30,
+               history=History(recommendations=((NOW - 121, 10),), started=True),
+               expected=3, reason=reasons.SCALE_QUEUE_DEPTH)  # fmt: skip
     assert scaling.decide(inputs(free)).reconsider_at is None
 
 

@@ -74,7 +74,9 @@ async def test_one_snapshot_per_round_and_only_changed_pools_are_poked() -> None
     await rounds.close()
 
 
-async def feed(rounds: StatsRounds, inspector: FedInspector, found: Snapshot) -> None:
+async def feed(
+    rounds: StatsRounds, inspector: FedInspector, found: Snapshot | QueueAccessError
+) -> None:
     done = rounds.rounds(DSN)
     await inspector.fed.put(found)
     await wait_for_async("the round", lambda: rounds.rounds(DSN) > done, 5, 0.001)
@@ -119,3 +121,21 @@ async def test_the_last_pool_leaving_stops_the_databases_round() -> None:
     tasks: list[Any] = [t for t in asyncio.all_tasks() if t.get_name() == "stats rounds"]
     await rounds.close()
     assert all(t.cancelled() or t.done() for t in tasks)
+
+
+async def test_a_database_read_by_its_rounds_covers_its_pools_until_it_fails() -> None:
+    inspector = FedInspector()
+    now = [100.0]
+    rounds = StatsRounds(
+        cast(QueueInspector, inspector), lambda k, c: None, round_seconds=1.0,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    rounds.attach("a", DSN, "a", "ns/a")
+    assert not rounds.covers("a", now[0])  # no round has read the database yet
+    await feed(rounds, inspector, snapshot(a=0))
+    assert rounds.covers("a", now[0])
+    assert not rounds.covers("never attached", now[0])
+    assert not rounds.covers("a", now[0] + 3.5)  # a stalled round stops covering
+    await feed(rounds, inspector, QueueAccessError("DatabaseUnreachable", "refused"))
+    assert not rounds.covers("a", now[0])
+    await rounds.close()
