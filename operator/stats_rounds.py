@@ -146,7 +146,7 @@ class StatsRounds:
             except QueueAccessError as error:
                 snapshot = error
             except Exception as error:  # a dead round would leave its pools without a poll
-                log.exception("a stats round failed", extra={"database": database.rounds})
+                log.exception("a stats round failed", extra={"round": database.rounds})
                 snapshot = QueueAccessError("StatsRoundFailed", repr(error))
             database.read_at = None if isinstance(snapshot, QueueAccessError) else self._clock()
             database.rounds += 1
